@@ -1,0 +1,178 @@
+"""`ft-pipeline`: run the pipeline end to end against the project's Dagster instance.
+
+Runs go through the same Dagster instance as `make ui` (under the state folder), so every
+materialization, check and log line is visible in the UI afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from ft_pipeline.lib.state import HOME_ENV, RECIPE_ENV, StatePaths, prepare_dagster_home
+
+
+def _setup(args: argparse.Namespace) -> StatePaths:
+    if args.home:
+        os.environ[HOME_ENV] = str(Path(args.home).resolve())
+    if args.recipe:
+        os.environ[RECIPE_ENV] = str(Path(args.recipe).resolve())
+    from ft_pipeline.lib.state import default_home
+
+    paths = StatePaths(default_home()).ensure()
+    os.environ["DAGSTER_HOME"] = str(prepare_dagster_home(paths))
+    return paths
+
+
+def _materialize(defs, instance, selection, partition_key=None):
+    import dagster as dg
+
+    return dg.materialize(
+        [*defs.assets, *defs.asset_checks],
+        selection=selection,
+        partition_key=partition_key,
+        instance=instance,
+        resources=defs.resources,
+        raise_on_error=False,
+        tags={"ft_pipeline/launched_by": "ft-pipeline run"},
+    )
+
+
+def _failure_text(result) -> str:
+    messages = [
+        e.event_specific_data.error.message.strip()
+        for e in result.all_events
+        if e.is_step_failure and e.event_specific_data and e.event_specific_data.error
+    ]
+    failed_checks = [
+        e.asset_check_evaluation_data.check_name
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.asset_check_evaluation_data.passed
+    ]
+    parts = messages + ([f"failed checks: {', '.join(failed_checks)}"] if failed_checks else [])
+    return "; ".join(parts) or "run failed"
+
+
+def _up_to_date(paths: StatePaths, source, recipe_hash: str) -> bool:
+    from ft_pipeline.lib import partition_store as store
+    from ft_pipeline.lib.state import file_sha256
+
+    try:
+        raw = store.read_raw_info(paths, source.key)
+    except FileNotFoundError:
+        return False
+    clean, gate = store.read_clean_info(paths, source.key), store.read_gate(paths, source.key)
+    if not clean or not gate or raw["sha256"] != file_sha256(source.path):
+        return False
+    version = store.clean_version(raw["sha256"], recipe_hash)
+    return clean["data_version"] == version and gate["data_version"] == version and gate["passed"]
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Register every source as a partition, clean each, then build the downstream assets."""
+    paths = _setup(args)
+    import dagster as dg
+
+    from ft_pipeline.defs.partitions import source_partitions
+    from ft_pipeline.defs.resources import RecipeResource
+    from ft_pipeline.definitions import defs
+    from ft_pipeline.lib.sources import discover
+
+    recipe_res = RecipeResource()
+    recipe = recipe_res.load()
+    instance = dg.DagsterInstance.get()
+    sources = discover(recipe, recipe_res.base_dir(), recipe_res.landing(_state()))
+    known = set(instance.get_dynamic_partitions(source_partitions.name))
+    new = [s.key for s in sources if s.key not in known]
+    if new:
+        instance.add_dynamic_partitions(source_partitions.name, new)
+    print(f"recipe {recipe.name} ({recipe_res.recipe_path()}), state {paths.root}")
+    print(f"{len(sources)} source partitions ({len(new)} new)")
+
+    failures: dict[str, str] = {}
+    data = dg.AssetSelection.assets("raw_data", "cleaned_data")
+    for i, source in enumerate(sources, 1):
+        if not args.force and _up_to_date(paths, source, recipe.content_hash()):
+            print(f"[{i}/{len(sources)}] {source.key}: up to date")
+            continue
+        started = time.monotonic()
+        print(f"[{i}/{len(sources)}] {source.key}: raw_data + cleaned_data ...", flush=True)
+        result = _materialize(defs, instance, data, source.key)
+        took = time.monotonic() - started
+        if result.success:
+            print(f"    ok in {took:.1f}s: {_clean_counts(paths, source.key)}")
+        else:
+            failures[source.key] = _failure_text(result)
+            print(f"    FAILED in {took:.1f}s: {failures[source.key]}")
+
+    downstream = dg.AssetSelection.assets("tokenized_dataset")
+    print("tokenized_dataset ...", flush=True)
+    started = time.monotonic()
+    result = _materialize(defs, instance, downstream)
+    if result.success:
+        manifest = json.loads((paths.tokenized(recipe.name) / "manifest.json").read_text())
+        print(f"    ok in {time.monotonic() - started:.1f}s: splits {manifest['split_sizes']}")
+    else:
+        failures["tokenized_dataset"] = _failure_text(result)
+        print(f"    FAILED: {failures['tokenized_dataset']}")
+    print("done; open the UI with `make ui`" if not failures else f"{len(failures)} step(s) failed")
+    return 1 if failures else 0
+
+
+def _state():
+    from ft_pipeline.defs.resources import StateResource
+
+    return StateResource()
+
+
+def _clean_counts(paths: StatePaths, key: str) -> str:
+    from ft_pipeline.lib import partition_store as store
+
+    s = store.read_clean_info(paths, key) or {}
+    return (
+        f"{s.get('rows_in')} rows in = {s.get('rows_kept')} kept + "
+        f"{s.get('rows_quarantined')} quarantined"
+    )
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Per-partition row counts and gate status, from the files under the state folder."""
+    paths = _setup(args)
+    import dagster as dg
+
+    from ft_pipeline.defs.partitions import source_partitions
+    from ft_pipeline.lib import partition_store as store
+
+    instance = dg.DagsterInstance.get()
+    for key in instance.get_dynamic_partitions(source_partitions.name):
+        gate = store.read_gate(paths, key)
+        status = "unchecked" if gate is None else ("passed" if gate["passed"] else "FAILED")
+        print(f"{key}: {_clean_counts(paths, key)}; gate {status}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ft-pipeline", description=__doc__)
+    parser.add_argument("--home", help="state folder (default $FT_HOME or .ft_home)")
+    parser.add_argument("--recipe", help="recipe YAML (default $FT_RECIPE or the tweet recipe)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="materialize the pipeline end to end")
+    run.add_argument("--force", action="store_true", help="recompute up-to-date partitions")
+    run.set_defaults(func=cmd_run)
+    sub.add_parser("status", help="show partitions and their gates").set_defaults(func=cmd_status)
+    args = parser.parse_args(argv)
+    from ft_pipeline.recipe import RecipeError
+
+    try:
+        return args.func(args)
+    except RecipeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

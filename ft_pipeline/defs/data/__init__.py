@@ -1,0 +1,1 @@
+"""raw_data and cleaned_data (with its quarantine), and their checks."""

@@ -1,0 +1,107 @@
+"""raw_data and cleaned_data: one partition per source file."""
+
+import dagster as dg
+import pandas as pd
+
+from ft_pipeline.defs.partitions import source_partitions
+from ft_pipeline.defs.resources import RecipeResource, StateResource
+from ft_pipeline.lib import partition_store as store
+from ft_pipeline.lib.cleaning import clean_frame
+from ft_pipeline.lib.readers import ROW_COLUMN, ReadError, read_source
+from ft_pipeline.lib.sources import SourceError, resolve
+from ft_pipeline.lib.state import atomic_write_parquet, file_sha256
+from ft_pipeline.recipe import ColumnMapping
+
+PREVIEW_ROWS = 20
+
+
+@dg.asset(
+    partitions_def=source_partitions,
+    group_name="data",
+    kinds={"pandas", "parquet"},
+)
+def raw_data(
+    context: dg.AssetExecutionContext, state: StateResource, recipe: RecipeResource
+) -> dg.MaterializeResult:
+    """Every row of one source file, as read (all values as text), with its row number.
+
+    The file's content hash is the partition's data version. An unreadable file fails
+    this partition only, with an error that names the file and the reason.
+    """
+    key = context.partition_key
+    paths = state.paths()
+    try:
+        source = resolve(key, recipe.load(), recipe.base_dir(), recipe.landing(state))
+        frame = read_source(source)
+    except (SourceError, ReadError) as exc:
+        raise dg.Failure(description=str(exc), metadata={"partition": key}) from None
+    sha = file_sha256(source.path)
+    atomic_write_parquet(frame, paths.raw(key))
+    store.write_raw_info(paths, source, sha, len(frame))
+    context.log.info(f"{key}: read {len(frame)} rows from {source.path}")
+    return dg.MaterializeResult(
+        data_version=dg.DataVersion(sha[:16]),
+        metadata={
+            "dagster/row_count": len(frame),
+            "source_file": dg.MetadataValue.path(str(source.path)),
+            "format": source.format,
+            "encoding": source.encoding,
+            "columns": list(map(str, frame.columns)),
+            "sha256": sha,
+            "path": dg.MetadataValue.path(str(paths.raw(key))),
+        },
+    )
+
+
+def _md(frame: pd.DataFrame) -> dg.MetadataValue:
+    return dg.MetadataValue.md(frame.to_markdown(index=False) if len(frame) else "_none_")
+
+
+@dg.asset(
+    partitions_def=source_partitions,
+    deps=[raw_data],
+    group_name="data",
+    kinds={"pandas", "parquet"},
+)
+def cleaned_data(
+    context: dg.AssetExecutionContext, state: StateResource, recipe: RecipeResource
+) -> dg.MaterializeResult:
+    """Normalised, validated, deduplicated rows of one source file.
+
+    Every dropped row goes to the partition's quarantine table with its reason
+    (unknown label, empty text, duplicate of row X, ...): rows in = kept + quarantined.
+    """
+    key = context.partition_key
+    paths = state.paths()
+    r = recipe.load()
+    info = store.read_raw_info(paths, key)
+    raw = pd.read_parquet(paths.raw(key))
+    result = clean_frame(raw, r, ColumnMapping(**info["columns"]), key)
+    atomic_write_parquet(result.kept, paths.clean(key))
+    atomic_write_parquet(result.quarantined, paths.quarantine(key))
+    version = store.clean_version(info["sha256"], r.content_hash())
+    store.write_clean_info(paths, key, {"data_version": version, **result.stats})
+    reasons = pd.DataFrame(list(result.reasons().items()), columns=["reason_code", "rows"])
+    preview = result.quarantined[[ROW_COLUMN, "reason", "text_original"]].head(PREVIEW_ROWS)
+    s = result.stats
+    context.log.info(
+        f"{key}: {s['rows_in']} rows in, {s['rows_kept']} kept, {s['rows_quarantined']} quarantined"
+    )
+    return dg.MaterializeResult(
+        data_version=dg.DataVersion(version),
+        metadata={
+            "dagster/row_count": s["rows_kept"],
+            "rows_in": s["rows_in"],
+            "rows_kept": s["rows_kept"],
+            "rows_quarantined": s["rows_quarantined"],
+            "unicode_repaired_rows": s.get("unicode_fixed", 0),
+            "mojibake_stripped_rows": s.get("mojibake_stripped", 0),
+            "quarantine_reasons": _md(reasons),
+            "quarantine_preview": _md(preview),
+            "label_distribution": _md(
+                result.kept["label"].value_counts().rename_axis("label").reset_index()
+            ),
+            "path": dg.MetadataValue.path(str(paths.clean(key))),
+            "quarantine_path": dg.MetadataValue.path(str(paths.quarantine(key))),
+        },
+    )

@@ -1,0 +1,1 @@
+"""tokenized_dataset (and, later, fine_tuned_adapter), and their checks."""

@@ -1,0 +1,1 @@
+"""Framework-free logic of the pipeline: no Dagster imports in this package."""

@@ -1,0 +1,131 @@
+"""Render rows through the base model's chat template and mask all but the answer.
+
+A row becomes `prompt_ids + answer_ids`; `labels` is -100 on the prompt so the loss is on
+the answer only. When a row is longer than `max_length`, the row's *content* (text, prompt,
+last user message) is shortened and the row is marked truncated; the answer is never cut.
+A row whose answer cannot fit is dropped with a reason, never silently cut.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from ft_pipeline.recipe import Recipe
+
+IGNORE_INDEX = -100
+MAX_SHORTEN_ROUNDS = 4
+
+
+@dataclass
+class EncodedRows:
+    """Token columns for the kept rows, plus rows that could not be encoded."""
+
+    rows: pd.DataFrame  # input rows + input_ids, labels, n_tokens, n_answer_tokens, truncated
+    dropped: pd.DataFrame  # input rows + reason_code, reason
+
+
+def conversation(
+    row: dict[str, Any], recipe: Recipe, content: str | None = None
+) -> tuple[list[dict], str]:
+    """(messages before the answer, answer) for one clean row; `content` overrides the input."""
+    system = [{"role": "system", "content": recipe.prompt.system}] if recipe.prompt.system else []
+    if recipe.task == "chat":
+        messages = json.loads(row["messages"])
+        if content is not None:
+            last_user = max(i for i, m in enumerate(messages[:-1]) if m["role"] == "user")
+            messages[last_user] = {**messages[last_user], "content": content}
+        has_system = messages[0]["role"] == "system"
+        return (messages[:-1] if has_system else system + messages[:-1]), messages[-1]["content"]
+    text = row["text"] if content is None else content
+    if recipe.task == "classification":
+        user, answer = recipe.prompt.template.format(text=text), row["label"]
+    else:
+        user, answer = recipe.prompt.template.format(prompt=text), row["response"]
+    return [*system, {"role": "user", "content": user}], answer
+
+
+def input_content(row: dict[str, Any], recipe: Recipe) -> str:
+    """The part of a row that may be shortened to fit `max_length`."""
+    if recipe.task == "chat":
+        messages = json.loads(row["messages"])
+        return next(m["content"] for m in reversed(messages[:-1]) if m["role"] == "user")
+    return row["text"]
+
+
+def render(tokenizer: Any, prompt_messages: list[dict], answer: str) -> tuple[str, str]:
+    """(prompt text ending in the assistant header, answer text as the template writes it)."""
+    prompt = tokenizer.apply_chat_template(
+        prompt_messages, tokenize=False, add_generation_prompt=True
+    )
+    full = tokenizer.apply_chat_template(
+        [*prompt_messages, {"role": "assistant", "content": answer}], tokenize=False
+    )
+    if not full.startswith(prompt):
+        raise ValueError(
+            "the tokenizer's chat template does not render the generation prompt as a prefix "
+            "of the full conversation; answer masking needs that"
+        )
+    return prompt, full[len(prompt) :]
+
+
+def _ids(tokenizer: Any, texts: list[str]) -> list[list[int]]:
+    return tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+
+
+def _shorten(row, recipe, tokenizer, n_prompt: int, n_answer: int) -> tuple[list[int] | None, str]:
+    """Cut the row's content until prompt + answer fit; (prompt ids or None, reason)."""
+    max_length = recipe.model.max_length
+    content_ids = _ids(tokenizer, [input_content(row, recipe)])[0]
+    for _ in range(MAX_SHORTEN_ROUNDS):
+        keep = len(content_ids) - (n_prompt + n_answer - max_length)
+        if keep < 1:
+            return (
+                None,
+                f"prompt and answer need {n_prompt + n_answer} tokens, max_length is {max_length}",
+            )
+        content_ids = content_ids[:keep]
+        messages, answer = conversation(row, recipe, tokenizer.decode(content_ids))
+        prompt_ids = _ids(tokenizer, [render(tokenizer, messages, answer)[0]])[0]
+        n_prompt = len(prompt_ids)
+        if n_prompt + n_answer <= max_length:
+            return prompt_ids, ""
+    return None, f"could not shorten the prompt below {max_length} tokens"
+
+
+def encode_rows(rows: pd.DataFrame, recipe: Recipe, tokenizer: Any) -> EncodedRows:
+    """Tokenize every row; label ids are -100 everywhere but the answer tokens."""
+    records = rows.to_dict(orient="records")
+    rendered = [render(tokenizer, *conversation(r, recipe)) for r in records]
+    prompt_ids = _ids(tokenizer, [p for p, _ in rendered])
+    answer_ids = _ids(tokenizer, [a for _, a in rendered])
+    max_length = recipe.model.max_length
+    kept, dropped = [], []
+    for row, p_ids, a_ids in zip(records, prompt_ids, answer_ids, strict=True):
+        truncated = False
+        if not a_ids:
+            dropped.append({**row, "reason_code": "empty_answer", "reason": "answer has no tokens"})
+            continue
+        if len(p_ids) + len(a_ids) > max_length:
+            p_ids, why = _shorten(row, recipe, tokenizer, len(p_ids), len(a_ids))
+            if p_ids is None:
+                dropped.append({**row, "reason_code": "too_long_for_max_length", "reason": why})
+                continue
+            truncated = True
+        kept.append(
+            {
+                **row,
+                "input_ids": p_ids + a_ids,
+                "labels": [IGNORE_INDEX] * len(p_ids) + a_ids,
+                "n_tokens": len(p_ids) + len(a_ids),
+                "n_answer_tokens": len(a_ids),
+                "truncated": truncated,
+            }
+        )
+    extra = ["input_ids", "labels", "n_tokens", "n_answer_tokens", "truncated"]
+    kept_df = pd.DataFrame(kept, columns=[*rows.columns, *extra])
+    dropped_df = pd.DataFrame(dropped, columns=[*rows.columns, "reason_code", "reason"])
+    return EncodedRows(kept_df, dropped_df)

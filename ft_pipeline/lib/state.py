@@ -1,0 +1,99 @@
+"""The state folder: every file a run writes lives under one root.
+
+Deleting the folder resets the project. The root defaults to `.ft_home/` in the checkout
+and is overridden by the `FT_HOME` environment variable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+HOME_ENV = "FT_HOME"
+RECIPE_ENV = "FT_RECIPE"
+DEFAULT_RECIPE = PROJECT_ROOT / "recipes" / "tweet_sentiment.yaml"
+
+
+def default_home() -> Path:
+    """The state folder: $FT_HOME, else `.ft_home/` beside the project."""
+    return Path(os.environ.get(HOME_ENV) or PROJECT_ROOT / ".ft_home").resolve()
+
+
+def default_recipe_path() -> Path:
+    """The active recipe: $FT_RECIPE, else the bundled tweet sentiment recipe."""
+    return Path(os.environ.get(RECIPE_ENV) or DEFAULT_RECIPE).resolve()
+
+
+def slug(key: str) -> str:
+    """A filesystem-safe, collision-free name for a partition key."""
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", key).strip("_")[:60]
+    return f"{readable}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+
+
+@dataclass(frozen=True)
+class StatePaths:
+    """Named locations under the state folder."""
+
+    root: Path
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.root / "dagster"
+
+    @property
+    def incoming(self) -> Path:
+        return self.root / "incoming"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    def raw(self, partition: str) -> Path:
+        return self.root / "data" / "raw" / f"{slug(partition)}.parquet"
+
+    def clean(self, partition: str) -> Path:
+        return self.root / "data" / "clean" / f"{slug(partition)}.parquet"
+
+    def quarantine(self, partition: str) -> Path:
+        return self.root / "data" / "quarantine" / f"{slug(partition)}.parquet"
+
+    def tokenized(self, recipe_name: str) -> Path:
+        return self.root / "data" / "tokenized" / recipe_name
+
+    def ensure(self) -> StatePaths:
+        for d in (self.dagster_home, self.incoming, self.models, self.root / "data"):
+            d.mkdir(parents=True, exist_ok=True)
+        return self
+
+
+def prepare_dagster_home(paths: StatePaths, template: Path = PROJECT_ROOT / "dagster.yaml") -> Path:
+    """Copy the project's dagster.yaml into DAGSTER_HOME under the state folder."""
+    paths.ensure()
+    target = paths.dagster_home / "dagster.yaml"
+    if template.is_file() and (
+        not target.is_file() or target.read_bytes() != template.read_bytes()
+    ):
+        shutil.copyfile(template, target)
+    return paths.dagster_home
+
+
+def atomic_write_parquet(frame, path: Path) -> None:
+    """Write a DataFrame to Parquet via a temporary file, so readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    frame.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    """Content hash of a file: the data version of a raw partition."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
