@@ -51,7 +51,8 @@ def _failure_text(result) -> str:
     failed_checks = [
         e.asset_check_evaluation_data.check_name
         for e in result.all_events
-        if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.asset_check_evaluation_data.passed
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        and not e.asset_check_evaluation_data.passed
     ]
     parts = messages + ([f"failed checks: {', '.join(failed_checks)}"] if failed_checks else [])
     return "; ".join(parts) or "run failed"
@@ -77,9 +78,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     paths = _setup(args)
     import dagster as dg
 
+    from ft_pipeline.definitions import defs
     from ft_pipeline.defs.partitions import source_partitions
     from ft_pipeline.defs.resources import RecipeResource
-    from ft_pipeline.definitions import defs
     from ft_pipeline.lib.sources import discover
 
     recipe_res = RecipeResource()

@@ -1,0 +1,130 @@
+"""Shared fixtures: a tiny tokenizer and model built in code, fixture corpora, recipes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+CHATML = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+LABELS = ["negative", "neutral", "positive"]
+WORDS = {
+    "negative": ["awful", "broken", "late", "rude", "terrible", "worst", "hate", "delayed"],
+    "neutral": ["today", "flight", "check", "gate", "schedule", "ticket", "seat", "update"],
+    "positive": ["great", "love", "thanks", "amazing", "happy", "best", "smooth", "friendly"],
+}
+
+
+def fixture_rows(n_per_label: int = 30, seed: int = 0) -> list[dict[str, str]]:
+    """Distinct short texts per label, deterministic for a seed."""
+    import random
+
+    rng = random.Random(seed)
+    rows = []
+    for label, words in WORDS.items():
+        for i in range(n_per_label):
+            picked = rng.sample(words, 3)
+            text = f"{label[:3]}{seed}-{i} the {picked[0]} {picked[1]} and {picked[2]} trip"
+            rows.append({"text": text, "label": label, "confidence": f"{rng.uniform(0.5, 1):.3f}"})
+    return rows
+
+
+def build_tiny_tokenizer(target: Path) -> Path:
+    """A byte-level BPE tokenizer with a ChatML template, trained on the fixture words."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    corpus = [r["text"] for r in fixture_rows()] + LABELS + ["Tweet: Sentiment: system user"]
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=SPECIAL,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(corpus, trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<|im_start|>",
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        unk_token="<|endoftext|>",
+    )
+    fast.chat_template = CHATML
+    fast.save_pretrained(target)
+    return target
+
+
+def build_tiny_model(target: Path) -> Path:
+    """A randomly initialised 2-layer Llama with the tiny tokenizer, saved as an HF folder."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    build_tiny_tokenizer(target)
+    tokenizer = AutoTokenizer.from_pretrained(target)
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    LlamaForCausalLM(config).save_pretrained(target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-llama"))
+
+
+def write_csv(path: Path, rows: list[dict[str, str]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def write_recipe(directory: Path, base_model: Path, sources: list[str], **overrides) -> Path:
+    """A small classification recipe for the fixture corpus; overrides merge per section."""
+    recipe = {
+        "name": "fixture",
+        "task": "classification",
+        "labels": LABELS,
+        "label_aliases": {"pos": "positive"},
+        "data": {
+            "sources": sources,
+            "columns": {"text": "text", "label": "label", "confidence": "confidence"},
+        },
+        "cleaning": {"min_chars": 3, "max_chars": 200, "near_duplicate_threshold": 0.9},
+        "quality": {"min_label_share": 0.1, "max_truncation_rate": 0.05},
+        "split": {"validation": 0.15, "test": 0.15, "seed": 7},
+        "prompt": {"system": "Classify.", "template": "Tweet: {text}\nSentiment:"},
+        "model": {"base": str(base_model), "max_length": 64},
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(recipe.get(key), dict):
+            recipe[key] = {**recipe[key], **value}
+        else:
+            recipe[key] = value
+    path = directory / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
