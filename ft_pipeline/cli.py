@@ -48,12 +48,7 @@ def _failure_text(result) -> str:
         for e in result.all_events
         if e.is_step_failure and e.event_specific_data and e.event_specific_data.error
     ]
-    failed_checks = [
-        e.asset_check_evaluation_data.check_name
-        for e in result.all_events
-        if e.event_type_value == "ASSET_CHECK_EVALUATION"
-        and not e.asset_check_evaluation_data.passed
-    ]
+    failed_checks = [e.check_name for e in result.get_asset_check_evaluations() if not e.passed]
     parts = messages + ([f"failed checks: {', '.join(failed_checks)}"] if failed_checks else [])
     return "; ".join(parts) or "run failed"
 
