@@ -62,9 +62,11 @@ def _up_to_date(paths: StatePaths, source, recipe_hash: str) -> bool:
     except FileNotFoundError:
         return False
     clean, gate = store.read_clean_info(paths, source.key), store.read_gate(paths, source.key)
-    if not clean or not gate or raw["sha256"] != file_sha256(source.path):
+    if not clean or not gate or raw["columns"] != source.columns.model_dump():
         return False
-    version = store.clean_version(raw["sha256"], recipe_hash)
+    if raw["sha256"] != file_sha256(source.path):
+        return False
+    version = store.clean_version(raw, recipe_hash)
     return clean["data_version"] == version and gate["data_version"] == version and gate["passed"]
 
 
@@ -92,7 +94,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     failures: dict[str, str] = {}
     data = dg.AssetSelection.assets("raw_data", "cleaned_data")
     for i, source in enumerate(sources, 1):
-        if not args.force and _up_to_date(paths, source, recipe.content_hash()):
+        if not args.force and _up_to_date(paths, source, recipe.cleaning_hash()):
             print(f"[{i}/{len(sources)}] {source.key}: up to date")
             continue
         started = time.monotonic()

@@ -202,10 +202,28 @@ class Recipe(_Strict):
         """Registered model name: explicit, or derived from the recipe name."""
         return self.registered_model_name or f"ft-{self.name}"
 
-    def content_hash(self) -> str:
-        """A stable hash of every knob: part of the adapter's cache key."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+    def content_hash(self, *sections: str) -> str:
+        """A stable hash of the named top-level sections (all of them when none are named).
+
+        Each asset versions itself by the sections it reads, so changing the learning rate
+        does not re-clean the data.
+        """
+        dumped = self.model_dump(mode="json")
+        if sections:
+            dumped = {k: dumped[k] for k in sections}
+        canonical = json.dumps(dumped, sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def cleaning_hash(self) -> str:
+        """Version of the knobs that decide which rows are clean (the column mapping is
+        versioned per partition, with the raw file)."""
+        return self.content_hash("task", "labels", "label_aliases", "cleaning")
+
+    def tokenization_hash(self) -> str:
+        """Version of everything that decides the splits and the token ids."""
+        return self.content_hash(
+            "task", "labels", "label_aliases", "cleaning", "split", "prompt", "model"
+        )
 
 
 def _format_error(err: dict[str, Any], data: Any) -> str:

@@ -51,9 +51,10 @@ def read_raw_info(paths: StatePaths, key: str) -> dict[str, Any]:
     return json.loads(info.read_text())
 
 
-def clean_version(raw_sha256: str, recipe_hash: str) -> str:
-    """Data version of a clean partition: its raw bytes and the recipe that cleaned them."""
-    return hashlib.sha256(f"{raw_sha256}:{recipe_hash}".encode()).hexdigest()[:16]
+def clean_version(raw_info: dict[str, Any], recipe_hash: str) -> str:
+    """Data version of a clean partition: raw bytes, column mapping and cleaning recipe."""
+    payload = json.dumps([raw_info["sha256"], raw_info["columns"], recipe_hash], sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
 def write_gate(paths: StatePaths, key: str, version: str, failed: list[str]) -> None:

@@ -35,7 +35,7 @@ class TokenizedResult:
 
 def fingerprint(parts: dict[str, str], recipe: Recipe) -> str:
     """Data version of the tokenized dataset: clean partition versions + recipe."""
-    payload = json.dumps({"parts": parts, "recipe": recipe.content_hash()}, sort_keys=True)
+    payload = json.dumps({"parts": parts, "recipe": recipe.tokenization_hash()}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 

@@ -79,7 +79,7 @@ def cleaned_data(
     result = clean_frame(raw, r, ColumnMapping(**info["columns"]), key)
     atomic_write_parquet(result.kept, paths.clean(key))
     atomic_write_parquet(result.quarantined, paths.quarantine(key))
-    version = store.clean_version(info["sha256"], r.content_hash())
+    version = store.clean_version(info, r.cleaning_hash())
     store.write_clean_info(paths, key, {"data_version": version, **result.stats})
     reasons = pd.DataFrame(list(result.reasons().items()), columns=["reason_code", "rows"])
     preview = result.quarantined[[ROW_COLUMN, "reason", "text_original"]].head(PREVIEW_ROWS)
