@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 BUNDLED_CORPORA = ("bundled:crowdflower-tweets",)
 
@@ -92,6 +100,15 @@ class CleaningConfig(_Strict):
     max_chars: int = Field(1000, ge=1)
     near_duplicate_threshold: float | None = Field(0.9, gt=0.0, le=1.0)
 
+    @model_validator(mode="after")
+    def _bounds(self) -> CleaningConfig:
+        if self.min_chars > self.max_chars:
+            raise ValueError(
+                f"cleaning.min_chars ({self.min_chars}) is larger than "
+                f"cleaning.max_chars ({self.max_chars})"
+            )
+        return self
+
 
 class QualityConfig(_Strict):
     """Thresholds of the blocking quality gates."""
@@ -106,6 +123,15 @@ class SplitConfig(_Strict):
     validation: float = Field(0.1, gt=0.0, lt=0.5)
     test: float = Field(0.1, gt=0.0, lt=0.5)
     seed: int = 42
+
+    @model_validator(mode="after")
+    def _leaves_training_rows(self) -> SplitConfig:
+        if self.validation + self.test >= 0.9:
+            raise ValueError(
+                "split.validation + split.test must stay below 0.9 to leave rows to train on, "
+                f"got {self.validation} + {self.test}"
+            )
+        return self
 
 
 class PromptConfig(_Strict):
@@ -169,33 +195,42 @@ class Recipe(_Strict):
     cleaning: CleaningConfig = CleaningConfig()
     quality: QualityConfig = QualityConfig()
     split: SplitConfig = SplitConfig()
-    prompt: PromptConfig = PromptConfig()
+    prompt: PromptConfig = Field(default_factory=PromptConfig, validate_default=True)
     model: ModelConfig = ModelConfig()
     lora: LoraConfig = LoraConfig()
     training: TrainingConfig = TrainingConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     registered_model_name: str | None = None
 
-    @model_validator(mode="after")
-    def _task_consistency(self) -> Recipe:
-        if self.task == "classification":
-            if len(self.labels) < 2:
-                raise ValueError("classification needs 'labels' with at least two entries")
-            if len(set(self.labels)) != len(self.labels):
-                raise ValueError(f"'labels' has duplicates: {self.labels}")
-            bad = {k: v for k, v in self.label_aliases.items() if v not in self.labels}
-            if bad:
-                raise ValueError(
-                    f"label_aliases map to unknown labels {bad}; allowed: {self.labels}"
-                )
-        placeholder = {"classification": "{text}", "instruction": "{prompt}"}.get(self.task)
-        if placeholder and placeholder not in self.prompt.template:
-            raise ValueError(f"prompt.template must contain {placeholder} for task {self.task!r}")
-        if self.split.validation + self.split.test >= 0.9:
-            raise ValueError("split.validation + split.test must leave rows to train on")
-        if self.cleaning.min_chars > self.cleaning.max_chars:
-            raise ValueError("cleaning.min_chars is larger than cleaning.max_chars")
-        return self
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, labels: list[str], info: ValidationInfo) -> list[str]:
+        if info.data.get("task") == "classification" and len(labels) < 2:
+            raise ValueError("classification needs at least two labels")
+        if len(set(labels)) != len(labels):
+            raise ValueError("labels has duplicates")
+        return labels
+
+    @field_validator("label_aliases")
+    @classmethod
+    def _aliases(cls, aliases: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        labels = info.data.get("labels") or []
+        bad = {k: v for k, v in aliases.items() if v not in labels}
+        if bad:
+            raise ValueError(f"aliases map to unknown labels {bad}; allowed targets: {labels}")
+        return aliases
+
+    @field_validator("prompt")
+    @classmethod
+    def _template(cls, prompt: PromptConfig, info: ValidationInfo) -> PromptConfig:
+        task = info.data.get("task")
+        placeholder = {"classification": "{text}", "instruction": "{prompt}"}.get(task or "")
+        if placeholder and placeholder not in prompt.template:
+            raise ValueError(
+                f"prompt.template must contain {placeholder} for task {task!r}, "
+                f"got {prompt.template!r}"
+            )
+        return prompt
 
     @property
     def model_name(self) -> str:

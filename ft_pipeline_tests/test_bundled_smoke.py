@@ -20,7 +20,9 @@ def test_make_run_data_half_on_bundled_corpus(tmp_path, monkeypatch, capsys):
     assert cli.main(["--home", str(home), "--recipe", str(DEFAULT_RECIPE), "run"]) == 0
     paths = StatePaths(home)
     key = "bundled:crowdflower-tweets"
-    stats = json.loads(paths.clean(key).with_name(paths.clean(key).stem + ".stats.json").read_text())
+    stats = json.loads(
+        paths.clean(key).with_name(paths.clean(key).stem + ".stats.json").read_text()
+    )
     quarantine = pd.read_parquet(paths.quarantine(key))
     clean = pd.read_parquet(paths.clean(key))
     assert stats["rows_in"] == 38158 == len(clean) + len(quarantine)

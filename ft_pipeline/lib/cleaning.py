@@ -56,9 +56,14 @@ class CleanResult:
         return dict(Counter(self.quarantined["reason_code"]).most_common())
 
 
+INPUT_FIELD = {"classification": "text", "instruction": "prompt", "chat": "messages"}
+
+
 def _field(row: dict[str, Any], mapping: ColumnMapping, name: str) -> Any:
     column = getattr(mapping, name)
-    return row.get(column) if column else None
+    value = row.get(column) if column else None
+    # Parquet round trips turn missing strings into NaN: treat them as missing, not "nan".
+    return None if isinstance(value, float) and math.isnan(value) else value
 
 
 class _RowCleaner:
@@ -160,11 +165,11 @@ class _RowCleaner:
             out["response"] = self._normalize(
                 _field(row, mapping, "response"), "response", **self.answer_opts
             )
-            key = dedup_key(out["text"] + "\x1f" + out["response"])
+            key = dedup_key(out["text"]) + "\x1f" + dedup_key(out["response"])
         else:
             out["text_original"] = _field(row, mapping, "messages")
             out["text"], out["response"], out["messages"] = self._messages(out["text_original"])
-            key = dedup_key(out["text"] + "\x1f" + out["response"])
+            key = dedup_key(out["text"]) + "\x1f" + dedup_key(out["response"])
         self._length(out["text"])
         out["dedup_key"] = key
         return out
@@ -182,7 +187,7 @@ def clean_frame(
         try:
             kept.append({**base, **cleaner.clean(row, mapping)})
         except RowRejected as exc:
-            original = _field(row, mapping, "text" if recipe.task == "classification" else "prompt")
+            original = _field(row, mapping, INPUT_FIELD[recipe.task])
             rejected.append(
                 {**base, "text_original": original, "reason_code": exc.code, "reason": exc.reason}
             )

@@ -14,7 +14,12 @@ from dataclasses import dataclass
 from datasketch import MinHash, MinHashLSH
 
 SHINGLE = 5
-NUM_PERM = 64
+NUM_PERM = 128
+# LSH only proposes candidates; each is confirmed with the exact Jaccard similarity. So
+# the LSH threshold sits well below the real one and favours recall over precision:
+# a pair just above the threshold is then found almost surely (see test_lib_dedup).
+LSH_MARGIN = 0.25
+LSH_WEIGHTS = (0.1, 0.9)
 
 
 @dataclass(frozen=True)
@@ -55,7 +60,8 @@ def find_duplicates(keys: Sequence[str], near_threshold: float | None) -> list[D
     hashes = MinHash.bulk(
         [[s.encode() for s in sets[i]] for i in survivors], num_perm=NUM_PERM, seed=1
     )
-    lsh = MinHashLSH(threshold=near_threshold, num_perm=NUM_PERM)
+    lsh_threshold = max(0.2, near_threshold - LSH_MARGIN)
+    lsh = MinHashLSH(threshold=lsh_threshold, num_perm=NUM_PERM, weights=LSH_WEIGHTS)
     for i, mh in zip(survivors, hashes, strict=True):
         best: tuple[float, int] | None = None
         for j in lsh.query(mh):

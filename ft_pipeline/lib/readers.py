@@ -56,16 +56,26 @@ def _read_csv(path: Path, encoding: str) -> pd.DataFrame:
         return pd.DataFrame()
     sep = "\t" if path.suffix.lower() == ".tsv" else ","
     try:
-        return pd.read_csv(
-            io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, na_values=[]
+        # header=None: the header line fixes the field count, so a row with an extra field
+        # (an unquoted comma) is an error instead of silently shifting or dropping values.
+        frame = pd.read_csv(
+            io.StringIO(text), sep=sep, dtype=str, header=None, keep_default_na=False, na_values=[]
         )
     except pd.errors.ParserError as exc:
         raise ReadError(f"{path}: malformed CSV: {exc}") from None
+    header = [str(c) for c in frame.iloc[0]]
+    duplicated = sorted({c for c in header if header.count(c) > 1})
+    if duplicated:
+        raise ReadError(f"{path}: duplicate column names in the header: {duplicated}")
+    return frame.iloc[1:].set_axis(header, axis=1).reset_index(drop=True)
 
 
 def _read_jsonl(path: Path, encoding: str) -> pd.DataFrame:
     records = []
-    for number, line in enumerate(_decode(path, encoding).splitlines(), start=1):
+    # Split on newlines only: str.splitlines() also breaks on U+2028 and U+0085, which are
+    # legal inside JSON strings.
+    for number, line in enumerate(_decode(path, encoding).split("\n"), start=1):
+        line = line.removesuffix("\r")
         if not line.strip():
             continue
         try:
@@ -88,10 +98,11 @@ def _read_parquet(path: Path, encoding: str) -> pd.DataFrame:
         table = pq.read_table(path)
     except (pa.ArrowException, OSError) as exc:
         raise ReadError(f"{path}: not a readable Parquet file: {exc}") from None
-    frame = table.to_pandas()
-    for column in frame.columns:
-        frame[column] = frame[column].map(_to_text)
-    return frame
+    # Column by column through Python objects: to_pandas() would turn an int column with
+    # a null into floats, and the label 1 into "1.0".
+    return pd.DataFrame(
+        {name: [_to_text(v) for v in table.column(name).to_pylist()] for name in table.column_names}
+    )
 
 
 def _to_text(value: object) -> str | None:
@@ -99,9 +110,7 @@ def _to_text(value: object) -> str | None:
         return None
     if isinstance(value, str):
         return value
-    if hasattr(value, "tolist"):
-        value = value.tolist()
-    return value if isinstance(value, str) else json.dumps(value, default=str)
+    return json.dumps(value, default=str)
 
 
 def required_columns(task: str, mapping: ColumnMapping) -> dict[str, str]:

@@ -7,6 +7,7 @@ duplicates are removed across partitions before splitting, a text cannot land in
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import pandas as pd
@@ -58,7 +59,13 @@ def assign_splits(
     """A split name per row; returns (splits, whether stratification was possible)."""
     index = rows.index.to_numpy()
     labels = rows[stratify] if stratify else None
-    stratified = labels is not None and labels.value_counts().min() >= 3 and len(rows) >= 10
+    stratified = False
+    if labels is not None:
+        # sklearn needs every class in every split: enough rows per class and per split.
+        n_classes, smallest = labels.nunique(), int(labels.value_counts().min())
+        n_test = math.floor(len(rows) * test)
+        n_val = math.floor((len(rows) - n_test) * validation / (1 - test))
+        stratified = bool(smallest >= 3 and min(n_test, n_val) >= n_classes)
     strat = labels if stratified else None
     rest, test_idx = train_test_split(index, test_size=test, random_state=seed, stratify=strat)
     strat_rest = labels.loc[rest] if stratified else None

@@ -16,6 +16,7 @@ import ftfy
 
 URL_RE = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
 MENTION_RE = re.compile(r"(?<![\w@])@\w{1,30}")
+URL_SPLIT_RE = re.compile(r"((?:https?://|www\.)\S+)", re.IGNORECASE)
 WHITESPACE_RE = re.compile(r"\s+")
 # Characters that only appear in text decoded with the wrong codec: C1 controls, the
 # Latin-1 supplement and the cp1252 punctuation block. A run of two or more of them
@@ -48,14 +49,15 @@ def strip_mojibake(text: str) -> tuple[str, bool]:
         nonlocal changed
         run = match.group(0)
         core = run.strip("_")
-        # Two accented letters side by side ("Größe") are real text; symbols, C1 controls,
-        # underscores inside the run, or three or more such characters are not.
+        # One symbol ("€10", "»") or two accented letters side by side ("Größe") are real
+        # text; C1 controls, underscores glued to the run, mixed symbol runs, or three or
+        # more such characters are not.
         glued = run.startswith("_") and run.endswith("_") and len(run) > 2
         if (
             glued
             or C1_RE.search(run)
             or ("_" in run and len(core) >= 2)
-            or not core.isalpha()
+            or (len(core) >= 2 and not core.isalpha())
             or len(core) >= 3
         ):
             changed = True
@@ -100,7 +102,12 @@ def normalize_text(
     if urls != "keep":
         text = URL_RE.sub(url_token if urls == "replace" else " ", text)
     if mentions != "keep":
-        text = MENTION_RE.sub(mention_token if mentions == "replace" else " ", text)
+        replacement = mention_token if mentions == "replace" else " "
+        # Mentions inside a kept URL ("youtube.com/@alice") are part of the URL.
+        pieces = URL_SPLIT_RE.split(text)
+        text = "".join(
+            piece if i % 2 else MENTION_RE.sub(replacement, piece) for i, piece in enumerate(pieces)
+        )
     text = WHITESPACE_RE.sub(" ", text).strip()
     return TextResult(text=text, unicode_fixed=fixed, mojibake_stripped=stripped)
 

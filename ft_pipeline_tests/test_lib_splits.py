@@ -1,0 +1,182 @@
+"""Unit tests for ft_pipeline.lib.splits: cross-partition dedup, seeded stratified splits."""
+
+import pandas as pd
+import pytest
+
+from ft_pipeline.lib.readers import ROW_COLUMN
+from ft_pipeline.lib.splits import SPLITS, assign_splits, join_partitions, leaking_keys
+from ft_pipeline.lib.text import dedup_key
+
+LONG = (
+    "the train was late again this morning and i missed the first half of the meeting, "
+    "so i spent the afternoon catching up on notes and apologising to everyone involved"
+)
+
+
+def partition(source, texts, labels=None):
+    labels = labels or ["a"] * len(texts)
+    return pd.DataFrame(
+        {
+            "source": source,
+            ROW_COLUMN: range(1, len(texts) + 1),
+            "text": texts,
+            "label": labels,
+            "dedup_key": [dedup_key(t) for t in texts],
+        }
+    )
+
+
+def test_join_drops_cross_partition_exact_duplicates():
+    frames = {
+        "incoming:b.csv": partition("incoming:b.csv", ["only in b", "Hello  THERE", "b two"]),
+        "file:a.csv": partition("file:a.csv", ["hello there", "only in a"]),
+    }
+    result = join_partitions(frames, None)
+    # Partitions are concatenated in key order: file:a.csv before incoming:b.csv.
+    assert result.rows["source"].tolist() == ["file:a.csv"] * 2 + ["incoming:b.csv"] * 2
+    assert result.rows["text"].tolist() == ["hello there", "only in a", "only in b", "b two"]
+    assert result.rows.index.tolist() == [0, 1, 2, 3]
+    assert len(result.dropped) == 1
+    dropped = result.dropped.iloc[0]
+    assert (dropped["source"], dropped[ROW_COLUMN]) == ("incoming:b.csv", 2)
+    assert dropped["reason_code"] == "cross_partition_exact"
+    assert dropped["reason"] == "duplicate of file:a.csv row 1"
+
+
+def test_join_drops_cross_partition_near_duplicates():
+    frames = {
+        "p1": partition("p1", ["unrelated first row", LONG]),
+        "p2": partition("p2", [LONG.replace("catching", "catchinq"), "p2 own row"]),
+    }
+    result = join_partitions(frames, 0.8)
+    assert len(result.rows) + len(result.dropped) == 4
+    dropped = result.dropped.iloc[0]
+    assert dropped["reason_code"] == "cross_partition_near"
+    assert dropped["reason"].startswith("near duplicate (0.")
+    assert dropped["reason"].endswith("of p1 row 2")
+    assert (dropped["source"], dropped[ROW_COLUMN]) == ("p2", 1)
+    assert join_partitions(frames, None).dropped.empty
+
+
+def test_join_skips_empty_partitions():
+    frames = {"a": partition("a", ["x one"]), "b": partition("b", []), "c": partition("c", ["y"])}
+    result = join_partitions(frames, None)
+    assert result.rows["source"].tolist() == ["a", "c"]
+    assert result.dropped.empty
+
+
+def test_join_without_rows_raises():
+    with pytest.raises(ValueError, match="no clean rows"):
+        join_partitions({"a": partition("a", [])}, None)
+    with pytest.raises(ValueError, match="no clean rows"):
+        join_partitions({}, None)
+
+
+def balanced(n_per_label=100, labels=("negative", "neutral", "positive")):
+    n = n_per_label * len(labels)
+    return pd.DataFrame(
+        {
+            "label": [labels[i % len(labels)] for i in range(n)],
+            "dedup_key": [f"text number {i}" for i in range(n)],
+        }
+    )
+
+
+def test_assign_splits_is_deterministic_for_a_seed():
+    rows = balanced()
+    first, _ = assign_splits(rows, 0.1, 0.1, 42, "label")
+    again, _ = assign_splits(rows, 0.1, 0.1, 42, "label")
+    other, _ = assign_splits(rows, 0.1, 0.1, 7, "label")
+    pd.testing.assert_series_equal(first, again)
+    assert not first.equals(other)
+
+
+@pytest.mark.parametrize(("validation", "test"), [(0.1, 0.1), (0.2, 0.15), (0.05, 0.3)])
+def test_assign_splits_respects_fractions(validation, test):
+    rows = pd.DataFrame({"label": ["x"] * 1000, "dedup_key": [f"k{i}" for i in range(1000)]})
+    split, _ = assign_splits(rows, validation, test, 0, None)
+    counts = split.value_counts()
+    assert set(split) == set(SPLITS)
+    assert abs(counts["test"] - 1000 * test) <= 2
+    assert abs(counts["validation"] - 1000 * validation) <= 2
+    assert counts.sum() == 1000
+
+
+def test_assign_splits_is_stratified():
+    rows = balanced()
+    split, stratified = assign_splits(rows, 0.1, 0.1, 42, "label")
+    assert stratified is True
+    table = pd.crosstab(split, rows["label"])
+    assert set(table.index) == set(SPLITS)
+    assert (table > 0).all().all()
+    # Each split keeps the 1:1:1 label balance (to within one row).
+    for name in SPLITS:
+        assert table.loc[name].max() - table.loc[name].min() <= 1
+    assert table.loc["test"].sum() == 30
+    assert abs(table.loc["validation"].sum() - 30) <= 1
+
+
+def test_assign_splits_keeps_the_frame_index():
+    rows = balanced(20)
+    rows.index = range(1000, 1000 + len(rows))
+    split, _ = assign_splits(rows, 0.1, 0.1, 1, "label")
+    assert split.index.equals(rows.index)
+    assert split.notna().all()
+
+
+@pytest.mark.parametrize(
+    ("labels", "stratify"),
+    [
+        pytest.param(["a"] * 49 + ["b"], "label", id="rare-label"),
+        pytest.param(["a", "b"] * 25, None, id="no-stratify"),
+        pytest.param(["a", "b", "c"] * 3, "label", id="under-10-rows"),
+    ],
+)
+def test_assign_splits_falls_back_to_unstratified(labels, stratify):
+    rows = pd.DataFrame({"label": labels, "dedup_key": [f"k{i}" for i in range(len(labels))]})
+    split, stratified = assign_splits(rows, 0.1, 0.1, 3, stratify)
+    assert not stratified
+    assert len(split) == len(labels)
+    assert set(split) == set(SPLITS)
+
+
+def test_assign_splits_stratified_flag_is_a_python_bool():
+    rows = pd.DataFrame({"label": ["a"] * 49 + ["b"], "dedup_key": [f"k{i}" for i in range(50)]})
+    _, stratified = assign_splits(rows, 0.1, 0.1, 3, "label")
+    assert type(stratified) is bool
+
+
+@pytest.mark.parametrize("n", [10, 20])
+def test_assign_splits_small_stratified_frame_does_not_crash(n):
+    rows = pd.DataFrame(
+        {
+            "label": [["a", "b", "c"][i % 3] for i in range(n)],
+            "dedup_key": [f"k{i}" for i in range(n)],
+        }
+    )
+    split, _ = assign_splits(rows, 0.1, 0.1, 42, "label")
+    assert len(split) == n
+    assert set(split) <= set(SPLITS)
+
+
+def test_leaking_keys_empty_for_assigned_splits():
+    rows = balanced()
+    split, _ = assign_splits(rows, 0.1, 0.1, 42, "label")
+    assert leaking_keys(rows, split) == []
+
+
+def test_leaking_keys_detects_key_in_two_splits():
+    rows = balanced()
+    split, _ = assign_splits(rows, 0.1, 0.1, 42, "label")
+    train_i = split[split == "train"].index[0]
+    test_i = split[split == "test"].index[0]
+    rows.loc[test_i, "dedup_key"] = rows.loc[train_i, "dedup_key"]
+    assert leaking_keys(rows, split) == [rows.loc[train_i, "dedup_key"]]
+
+
+def test_leaking_keys_ignores_repeats_within_one_split():
+    rows = pd.DataFrame({"dedup_key": ["k1", "k1", "k2", "k3"]})
+    split = pd.Series(["train", "train", "test", "validation"])
+    assert leaking_keys(rows, split) == []
+    split = pd.Series(["train", "validation", "test", "validation"])
+    assert leaking_keys(rows, split) == ["k1"]
