@@ -8,6 +8,7 @@ from ft_pipeline.defs.resources import RecipeResource, StateResource
 from ft_pipeline.lib import partition_store as store
 from ft_pipeline.lib.cleaning import clean_frame
 from ft_pipeline.lib.readers import ROW_COLUMN, ReadError, read_source
+from ft_pipeline.lib.report import markdown_table
 from ft_pipeline.lib.sources import SourceError, resolve
 from ft_pipeline.lib.state import atomic_write_parquet, file_sha256
 from ft_pipeline.recipe import ColumnMapping
@@ -54,7 +55,7 @@ def raw_data(
 
 
 def _md(frame: pd.DataFrame) -> dg.MetadataValue:
-    return dg.MetadataValue.md(frame.to_markdown(index=False) if len(frame) else "_none_")
+    return dg.MetadataValue.md(markdown_table(frame))
 
 
 @dg.asset(

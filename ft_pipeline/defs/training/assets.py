@@ -8,12 +8,12 @@ from ft_pipeline.defs.partitions import source_partitions
 from ft_pipeline.defs.resources import RecipeResource, StateResource
 from ft_pipeline.lib import partition_store as store
 from ft_pipeline.lib.models import load_tokenizer
+from ft_pipeline.lib.report import markdown_table
 from ft_pipeline.lib.tokenized import build_tokenized, fingerprint, save_tokenized, split_summary
 
 
 def _md_table(data: dict) -> dg.MetadataValue:
-    frame = pd.DataFrame(data).fillna(0)
-    return dg.MetadataValue.md(frame.to_markdown() if len(frame) else "_none_")
+    return dg.MetadataValue.md(markdown_table(pd.DataFrame(data).fillna(0), index=True))
 
 
 @dg.asset(

@@ -3,6 +3,7 @@
 from collections.abc import Iterator
 
 import dagster as dg
+import pandas as pd
 
 from ft_pipeline.defs.resources import RecipeResource, StateResource
 from ft_pipeline.defs.training.assets import tokenized_dataset
@@ -35,8 +36,6 @@ def tokenized_dataset_quality(
     r = recipe.load()
     dataset, manifest = load_tokenized(state.paths().tokenized(r.name))
     frames = {s: dataset[s].select_columns(["dedup_key", "split"]).to_pandas() for s in dataset}
-    import pandas as pd
-
     both = pd.concat(frames.values(), ignore_index=True)
     leaks = leaking_keys(both, both["split"])
     yield dg.AssetCheckResult(
