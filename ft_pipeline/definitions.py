@@ -4,12 +4,35 @@ import dagster as dg
 
 from ft_pipeline.defs.data import assets as data_assets
 from ft_pipeline.defs.data import checks as data_checks
-from ft_pipeline.defs.resources import RecipeResource, StateResource
+from ft_pipeline.defs.deployment import assets as deployment_assets
+from ft_pipeline.defs.evaluation import assets as evaluation_assets
+from ft_pipeline.defs.resources import (
+    MlflowResource,
+    RecipeResource,
+    StateResource,
+    TrainerResource,
+)
+from ft_pipeline.defs.training import adapter as adapter_assets
 from ft_pipeline.defs.training import assets as training_assets
 from ft_pipeline.defs.training import checks as training_checks
 
+_modules = [
+    data_assets,
+    data_checks,
+    training_assets,
+    training_checks,
+    adapter_assets,
+    evaluation_assets,
+    deployment_assets,
+]
+
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([data_assets, training_assets]),
-    asset_checks=dg.load_asset_checks_from_modules([data_checks, training_checks]),
-    resources={"state": StateResource(), "recipe": RecipeResource()},
+    assets=dg.load_assets_from_modules(_modules),
+    asset_checks=dg.load_asset_checks_from_modules(_modules),
+    resources={
+        "state": StateResource(),
+        "recipe": RecipeResource(),
+        "mlflow": MlflowResource(),
+        "trainer": TrainerResource(),
+    },
 )

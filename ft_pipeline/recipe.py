@@ -170,6 +170,8 @@ class TrainingConfig(_Strict):
     epochs: float = Field(1.0, gt=0.0)
     max_steps: int | None = Field(None, ge=1)
     max_train_rows: int | None = Field(None, ge=1)
+    max_val_rows: int | None = Field(300, ge=1)
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
     eval_every: int = Field(50, ge=1)
     checkpoint_every: int = Field(50, ge=1)
     early_stopping_patience: int | None = Field(3, ge=1)
@@ -179,9 +181,12 @@ class TrainingConfig(_Strict):
 class EvaluationConfig(_Strict):
     """The promotion gate and evaluation sizes."""
 
-    min_f1_gain: float = 0.0
+    min_f1_gain: float = Field(0.0, ge=-1.0, le=1.0)
     max_test_rows: int | None = Field(None, ge=1)
     bootstrap_samples: int = Field(1000, ge=100)
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)
+    max_generation_rows: int = Field(100, ge=1)
+    max_new_tokens: int = Field(64, ge=1)
 
 
 class Recipe(_Strict):

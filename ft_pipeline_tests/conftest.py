@@ -87,6 +87,9 @@ def build_tiny_model(target: Path) -> Path:
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
+        # With the default 0.02 the frozen random LM head keeps every logit near zero and a
+        # LoRA adapter cannot move the predictions; 0.3 gives a head the adapter can use.
+        initializer_range=0.3,
     )
     LlamaForCausalLM(config).save_pretrained(target)
     return target

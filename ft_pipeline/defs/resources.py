@@ -1,11 +1,13 @@
 """Resources: the state folder and the active recipe."""
 
+from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
 
 from ft_pipeline.lib.sources import incoming_dir
 from ft_pipeline.lib.state import StatePaths, default_home, default_recipe_path
+from ft_pipeline.lib.tracking import Tracker
 from ft_pipeline.recipe import Recipe, load_recipe
 
 
@@ -35,3 +37,52 @@ class RecipeResource(dg.ConfigurableResource):
 
     def landing(self, state: StateResource) -> Path:
         return incoming_dir(self.load(), state.paths().incoming, self.base_dir())
+
+
+class MlflowResource(dg.ConfigurableResource):
+    """MLflow tracking: default `sqlite:///<state>/mlflow.db`, artifacts under the state folder.
+
+    Set `tracking_uri` (e.g. via `MLFLOW_TRACKING_URI` in definitions) for a shared server.
+    """
+
+    tracking_uri: str = ""
+    artifact_root: str = ""
+
+    def uri(self, state: StateResource) -> str:
+        return self.tracking_uri or state.paths().mlflow_uri
+
+    def tracker(self, state: StateResource, recipe: Recipe) -> Tracker:
+        paths = state.paths()
+        root = Path(self.artifact_root) if self.artifact_root else paths.mlflow_artifacts
+        return Tracker.connect(self.uri(state), f"ft_pipeline/{recipe.name}", root)
+
+
+class TrainerResource(dg.ConfigurableResource):
+    """Where and how training runs: device (`auto` picks CUDA when present).
+
+    `fail_after_steps` injects a crash after N optimizer steps, for resume drills and tests.
+    """
+
+    device: str = "auto"
+    fail_after_steps: int | None = None
+
+
+def dagster_run_finished(instance: dg.DagsterInstance) -> Callable[[str], bool]:
+    """For the MLflow reaper: has this Dagster run ended (or is it unknown)?"""
+
+    def finished(run_id: str) -> bool:
+        run = instance.get_run_by_id(run_id)
+        return run is None or run.is_finished
+
+    return finished
+
+
+def run_tags(context: dg.AssetExecutionContext) -> dict[str, str]:
+    """Tags every MLflow run carries: the Dagster run, asset and partition."""
+    tags = {
+        "dagster.run_id": context.run.run_id,
+        "dagster.asset": context.asset_key.to_user_string(),
+    }
+    if context.has_partition_key:
+        tags["dagster.partition"] = context.partition_key
+    return tags

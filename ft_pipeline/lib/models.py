@@ -24,7 +24,7 @@ class ModelSourceError(ValueError):
     """A base model that cannot be found or converted."""
 
 
-def _package_file(package: str, suffix: str) -> Path:
+def package_file(package: str, suffix: str) -> Path:
     try:
         dist = importlib.metadata.distribution(package)
     except importlib.metadata.PackageNotFoundError:
@@ -52,7 +52,7 @@ def resolve_base_model(spec: str, cache_root: Path, weights: bool = False) -> st
         local = Path(spec).expanduser()
         return str(local.resolve()) if local.exists() else spec
     package, suffix = BUNDLED_MODELS[spec]
-    found = _package_file(package, suffix)
+    found = package_file(package, suffix)
     if suffix != ".gguf":
         return str(found.parent)
     target = cache_root / spec.removeprefix("bundled:")

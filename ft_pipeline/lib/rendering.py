@@ -129,3 +129,25 @@ def encode_rows(rows: pd.DataFrame, recipe: Recipe, tokenizer: Any) -> EncodedRo
     kept_df = pd.DataFrame(kept, columns=[*rows.columns, *extra])
     dropped_df = pd.DataFrame(dropped, columns=[*rows.columns, "reason_code", "reason"])
     return EncodedRows(kept_df, dropped_df)
+
+
+def encode_prompts(
+    texts: list[str], recipe: Recipe, tokenizer: Any, reserve: int = 8
+) -> list[list[int]]:
+    """Prompt token ids for raw input texts (inference): the same template as training.
+
+    A text too long for `max_length - reserve` tokens (room for the answer) is shortened.
+    """
+    budget = recipe.model.max_length - reserve
+    placeholder = recipe.labels[0] if recipe.labels else ""
+    out = []
+    for text in texts:
+        row = {"text": text, "label": placeholder, "response": placeholder}
+        ids = _ids(tokenizer, [render(tokenizer, *conversation(row, recipe))[0]])[0]
+        if len(ids) > budget:
+            content = _ids(tokenizer, [text])[0]
+            keep = max(1, len(content) - (len(ids) - budget))
+            row["text"] = tokenizer.decode(content[:keep])
+            ids = _ids(tokenizer, [render(tokenizer, *conversation(row, recipe))[0]])[0]
+        out.append(ids)
+    return out

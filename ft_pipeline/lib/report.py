@@ -7,4 +7,5 @@ import pandas as pd
 
 def markdown_table(frame: pd.DataFrame, index: bool = False) -> str:
     """A Markdown table, or `_none_` for an empty frame."""
-    return frame.to_markdown(index=index) if len(frame) else "_none_"
+    # disable_numparse: keep numbers exactly as formatted ("0.610", not "0.61").
+    return frame.to_markdown(index=index, disable_numparse=True) if len(frame) else "_none_"

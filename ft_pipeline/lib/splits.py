@@ -83,3 +83,20 @@ def leaking_keys(rows: pd.DataFrame, split: pd.Series) -> list[str]:
     per_key = pd.DataFrame({"key": rows["dedup_key"], "split": split}).groupby("key")["split"]
     counts = per_key.nunique()
     return counts[counts > 1].index.tolist()
+
+
+def sample_indices(n_rows: int, limit: int | None, seed: int, labels=None) -> list[int]:
+    """A seeded (stratified when labels are given) sample of at most `limit` row indices.
+
+    Training and the TF-IDF baseline draw the same sample, so the comparison is fair.
+    """
+    if limit is None or limit >= n_rows:
+        return list(range(n_rows))
+    index = list(range(n_rows))
+    strat = None
+    if labels is not None:
+        counts = pd.Series(labels).value_counts()
+        if counts.min() >= 2 and limit >= len(counts):
+            strat = list(labels)
+    picked, _ = train_test_split(index, train_size=limit, random_state=seed, stratify=strat)
+    return sorted(picked)

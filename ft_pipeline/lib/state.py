@@ -65,6 +65,23 @@ class StatePaths:
     def tokenized(self, recipe_name: str) -> Path:
         return self.root / "data" / "tokenized" / recipe_name
 
+    def adapters(self, recipe_name: str) -> Path:
+        return self.root / "adapters" / recipe_name
+
+    def reports(self, recipe_name: str) -> Path:
+        return self.root / "reports" / recipe_name
+
+    def deployments(self, recipe_name: str) -> Path:
+        return self.root / "deployments" / recipe_name
+
+    @property
+    def mlflow_uri(self) -> str:
+        return f"sqlite:///{self.root / 'mlflow.db'}"
+
+    @property
+    def mlflow_artifacts(self) -> Path:
+        return self.root / "mlartifacts"
+
     def ensure(self) -> StatePaths:
         for d in (self.dagster_home, self.incoming, self.models, self.root / "data"):
             d.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,1 @@
+"""deployed_model: merge, register, move the champion alias."""

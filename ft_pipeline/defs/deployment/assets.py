@@ -1,0 +1,59 @@
+"""deployed_model: merged weights, a registered MLflow pyfunc, the champion alias."""
+
+import dagster as dg
+
+from ft_pipeline.defs.evaluation.assets import evaluation_report
+from ft_pipeline.defs.lineage import latest_adapter_key
+from ft_pipeline.defs.resources import MlflowResource, RecipeResource, StateResource, run_tags
+from ft_pipeline.lib.adapter_job import read_info
+from ft_pipeline.lib.deployment_job import deploy
+from ft_pipeline.lib.evaluation import read_result
+
+
+@dg.asset(
+    deps=[evaluation_report],
+    group_name="deployment",
+    kinds={"mlflow", "huggingface"},
+)
+def deployed_model(
+    context: dg.AssetExecutionContext,
+    state: StateResource,
+    recipe: RecipeResource,
+    mlflow: MlflowResource,
+) -> dg.MaterializeResult:
+    """The fine-tuned model, merged and registered; `champion` points at it.
+
+    Runs only after the promotion gate passed. The previous champion stays registered for
+    `ft-pipeline rollback`. Serve it with `mlflow models serve -m models:/<name>@champion`.
+    """
+    r = recipe.load()
+    paths = state.paths()
+    key = latest_adapter_key(context.instance)
+    result = read_result(paths.reports(r.name) / key)
+    if not result or not result.get("gate", {}).get("passed"):
+        raise dg.Failure(description=f"adapter {key} has not passed the promotion gate")
+    info = read_info(paths.adapters(r.name) / key)
+    tracker = mlflow.tracker(state, r)
+    outcome = deploy(
+        paths,
+        r,
+        key,
+        info,
+        result,
+        tracker,
+        mlflow.uri(state),
+        tags=run_tags(context),
+        log=context.log.info,
+    )
+    return dg.MaterializeResult(
+        data_version=dg.DataVersion(f"{key}-v{outcome['version']}"),
+        metadata={
+            "registered_model": r.model_name,
+            "version": outcome["version"],
+            "previous_champion": outcome["previous"] or "none",
+            "reused_version": outcome["reused"],
+            "merge_max_abs_diff": outcome["merge_diff"],
+            "model_folder": dg.MetadataValue.path(outcome["folder"]),
+            "serve": f"mlflow models serve -m models:/{r.model_name}@champion --env-manager local",
+        },
+    )

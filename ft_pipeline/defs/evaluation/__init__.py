@@ -1,0 +1,1 @@
+"""evaluation_report and the promotion gate."""

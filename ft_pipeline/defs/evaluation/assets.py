@@ -1,0 +1,128 @@
+"""evaluation_report: base vs fine-tuned vs TF-IDF on the held-out test split."""
+
+import base64
+from pathlib import Path
+
+import dagster as dg
+
+from ft_pipeline.defs.lineage import latest_adapter_key
+from ft_pipeline.defs.resources import (
+    MlflowResource,
+    RecipeResource,
+    StateResource,
+    TrainerResource,
+    run_tags,
+)
+from ft_pipeline.defs.training.adapter import fine_tuned_adapter
+from ft_pipeline.lib.adapter_job import read_info
+from ft_pipeline.lib.evaluation import evaluate, gate, read_result, write_report
+from ft_pipeline.lib.registry import champion_metrics
+from ft_pipeline.lib.tokenized import load_tokenized
+
+
+def _inline_images(report: str, folder: Path) -> str:
+    """The report with its PNG links inlined, so the Dagster UI shows the plots."""
+    for png in folder.glob("*.png"):
+        data = base64.b64encode(png.read_bytes()).decode()
+        report = report.replace(f"]({png.name})", f"](data:image/png;base64,{data})")
+    return report
+
+
+@dg.asset(
+    deps=[fine_tuned_adapter],
+    group_name="evaluation",
+    kinds={"pytorch", "scikitlearn", "mlflow"},
+    pool="training",
+)
+def evaluation_report(
+    context: dg.AssetExecutionContext,
+    state: StateResource,
+    recipe: RecipeResource,
+    mlflow: MlflowResource,
+    trainer: TrainerResource,
+) -> dg.MaterializeResult:
+    """Base model (zero-shot, same prompt), fine-tuned model and a TF-IDF baseline on the
+    same test rows: metrics, confusion matrices, slices, bootstrap CI, and the gate."""
+    r = recipe.load()
+    paths = state.paths()
+    key = latest_adapter_key(context.instance)
+    folder = paths.adapters(r.name) / key
+    info = read_info(folder)
+    if info is None:
+        raise dg.Failure(
+            description=f"adapter {key} is incomplete: re-materialize fine_tuned_adapter"
+        )
+    out_dir = paths.reports(r.name) / key
+    result = read_result(out_dir)
+    reused = result is not None
+    if reused:
+        context.log.info(f"reusing the evaluation of adapter {key}")
+    else:
+        dataset, _ = load_tokenized(paths.tokenized(r.name))
+        result = evaluate(
+            folder / "adapter",
+            r,
+            dataset,
+            paths.models,
+            out_dir,
+            log=context.log.info,
+            device=trainer.device,
+        )
+    tracker = mlflow.tracker(state, r)
+    result.update(adapter_key=key, data_version=info["data_version"])
+    result["gate"] = gate(result, r, champion_metrics(tracker.client, r.model_name))
+    report = write_report(result, out_dir)
+    with tracker.run(
+        f"evaluate-{r.name}-{key}",
+        {
+            **run_tags(context),
+            "ft_pipeline.adapter_key": key,
+            "ft_pipeline.train_run_id": info["mlflow_run_id"],
+        },
+    ) as run_id:
+        flat = {
+            f"{m}.{k}": v
+            for m, vals in result["models"].items()
+            for k, v in vals.items()
+            if isinstance(v, int | float)
+        }
+        tracker.log_metrics(run_id, {**flat, "gate_passed": float(result["gate"]["passed"])})
+        tracker.log_artifacts(run_id, out_dir, "evaluation")
+    metric = result["gate"]["metric"]
+    scores = {name: float(m[metric]) for name, m in result["models"].items()}
+    context.log.info(
+        f"report: {report}; {metric}: {scores}; gate passed: {result['gate']['passed']}"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "report": dg.MetadataValue.md(_inline_images(report.read_text(), out_dir)),
+            "report_path": dg.MetadataValue.path(str(report)),
+            **{f"{metric}_{name.replace('-', '_')}": v for name, v in scores.items()},
+            "gate_passed": result["gate"]["passed"],
+            "gate_reasons": result["gate"]["reasons"],
+            "adapter_key": key,
+            "reused": reused,
+            "mlflow_run_id": run_id,
+        },
+    )
+
+
+@dg.asset_check(asset=evaluation_report, blocking=True)
+def evaluation_report_promotion_gate(
+    context: dg.AssetCheckExecutionContext, state: StateResource, recipe: RecipeResource
+) -> dg.AssetCheckResult:
+    """The fine-tuned model beats the base by the recipe's margin and is not worse than the
+    current champion beyond its confidence interval."""
+    r = recipe.load()
+    key = latest_adapter_key(context.instance)
+    result = read_result(state.paths().reports(r.name) / key) or {}
+    outcome = result.get("gate", {"passed": False, "reasons": ["no evaluation result"]})
+    return dg.AssetCheckResult(
+        passed=bool(outcome["passed"]),
+        description="; ".join(outcome["reasons"]) or None,
+        metadata={
+            "reasons": outcome["reasons"],
+            "champion": outcome.get("champion", {}),
+            "adapter_key": key,
+        },
+    )

@@ -1,0 +1,95 @@
+"""fine_tuned_adapter: LoRA on the base model, tracked in MLflow, reused by key."""
+
+import math
+
+import dagster as dg
+
+from ft_pipeline.defs.resources import (
+    MlflowResource,
+    RecipeResource,
+    StateResource,
+    TrainerResource,
+    dagster_run_finished,
+    run_tags,
+)
+from ft_pipeline.defs.training.assets import tokenized_dataset
+from ft_pipeline.lib.adapter_job import fit_adapter, read_info
+from ft_pipeline.lib.keys import code_version
+from ft_pipeline.lib.tokenized import load_tokenized
+
+
+@dg.asset(
+    deps=[tokenized_dataset],
+    group_name="training",
+    kinds={"pytorch", "huggingface", "mlflow"},
+    pool="training",
+    code_version=code_version(),
+    retry_policy=dg.RetryPolicy(max_retries=1, delay=5),
+)
+def fine_tuned_adapter(
+    context: dg.AssetExecutionContext,
+    state: StateResource,
+    recipe: RecipeResource,
+    mlflow: MlflowResource,
+    trainer: TrainerResource,
+) -> dg.MaterializeResult:
+    """A LoRA adapter trained on the answer tokens of the training split.
+
+    Keyed by (data version, recipe, base model, code): an adapter with the same key is
+    reused, not retrained. Checkpoints let a re-materialization resume after a crash.
+    """
+    r = recipe.load()
+    paths = state.paths()
+    dataset, manifest = load_tokenized(paths.tokenized(r.name))
+    tracker = mlflow.tracker(state, r)
+    reaped = tracker.reap_stale_runs(dagster_run_finished(context.instance))
+    if reaped:
+        context.log.warning(f"marked {len(reaped)} stale MLflow run(s) KILLED: {reaped}")
+    outcome = fit_adapter(
+        paths,
+        r,
+        dataset,
+        manifest,
+        tracker,
+        tags=run_tags(context),
+        log=context.log.info,
+        device=trainer.device,
+        fail_after_steps=trainer.fail_after_steps,
+    )
+    info = outcome.info
+    return dg.MaterializeResult(
+        data_version=dg.DataVersion(outcome.key),
+        metadata={
+            "adapter_key": outcome.key,
+            "reused": outcome.reused,
+            "mlflow_run_id": info["mlflow_run_id"],
+            "steps": info["steps"],
+            "train_rows": info["train_rows"],
+            "initial_val_loss": info["initial_val_loss"],
+            "best_val_loss": info["best_val_loss"],
+            "stopped_early": info["stopped_early"],
+            "resumed_from_step": info["resumed_from"] if info["resumed_from"] is not None else -1,
+            "tokens_per_s": float(info["tokens_per_s"]),
+            "train_minutes": float(info["train_seconds"]) / 60,
+            "path": dg.MetadataValue.path(str(outcome.adapter_dir)),
+        },
+    )
+
+
+@dg.asset_check(asset=fine_tuned_adapter, blocking=True)
+def fine_tuned_adapter_converged(
+    context: dg.AssetCheckExecutionContext, state: StateResource, recipe: RecipeResource
+) -> dg.AssetCheckResult:
+    """Training converged: the kept adapter's validation loss is finite and below the start."""
+    r = recipe.load()
+    paths = state.paths()
+    event = context.instance.get_latest_materialization_event(fine_tuned_adapter.key)
+    key = event.asset_materialization.metadata["adapter_key"].value
+    info = read_info(paths.adapters(r.name) / key) or {}
+    initial, best = info.get("initial_val_loss", math.nan), info.get("best_val_loss", math.nan)
+    passed = math.isfinite(best) and math.isfinite(initial) and best < initial
+    return dg.AssetCheckResult(
+        passed=passed,
+        metadata={"initial_val_loss": initial, "best_val_loss": best, "adapter_key": key},
+        description=None if passed else "validation loss did not go below its initial value",
+    )

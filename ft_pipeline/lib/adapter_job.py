@@ -1,0 +1,191 @@
+"""Fit an adapter, or reuse the one trained from exactly the same inputs.
+
+Glue between the tokenized dataset, the training loop and MLflow; the Dagster asset only
+passes its logger and run id in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from datasets import DatasetDict
+
+from ft_pipeline.lib.keys import adapter_key, base_model_hash, code_version, training_hash
+from ft_pipeline.lib.modeling import pick_device, pick_dtype
+from ft_pipeline.lib.models import load_tokenizer, resolve_base_model
+from ft_pipeline.lib.splits import sample_indices
+from ft_pipeline.lib.state import StatePaths
+from ft_pipeline.lib.tracking import Tracker, flatten
+from ft_pipeline.lib.training import StepLog, train_adapter
+from ft_pipeline.recipe import Recipe
+
+INFO_FILE = "adapter.json"
+HISTORY_FILE = "history.json"
+
+
+@dataclass
+class AdapterOutcome:
+    """Where the adapter is, whether it was reused, and its summary (adapter.json)."""
+
+    key: str
+    folder: Path
+    reused: bool
+    info: dict[str, Any]
+
+    @property
+    def adapter_dir(self) -> Path:
+        return self.folder / "adapter"
+
+
+def train_indices(dataset: DatasetDict, recipe: Recipe) -> list[int]:
+    labels = dataset["train"]["label"] if recipe.task == "classification" else None
+    n = len(dataset["train"])
+    return sample_indices(n, recipe.training.max_train_rows, recipe.training.seed, labels)
+
+
+def val_indices(dataset: DatasetDict, recipe: Recipe) -> list[int]:
+    labels = dataset["validation"]["label"] if recipe.task == "classification" else None
+    n = len(dataset["validation"])
+    return sample_indices(n, recipe.training.max_val_rows, recipe.training.seed, labels)
+
+
+def read_info(folder: Path) -> dict[str, Any] | None:
+    path = folder / INFO_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def current_key(paths: StatePaths, recipe: Recipe, data_version: str) -> str:
+    return adapter_key(data_version, recipe, base_model_hash(recipe.model.base), code_version())
+
+
+def fit_adapter(
+    paths: StatePaths,
+    recipe: Recipe,
+    dataset: DatasetDict,
+    manifest: dict[str, Any],
+    tracker: Tracker,
+    *,
+    tags: dict[str, str],
+    log: Callable[[str], None],
+    device: str = "auto",
+    fail_after_steps: int | None = None,
+) -> AdapterOutcome:
+    """Reuse the adapter for this key if complete; otherwise train (resuming) and track it."""
+    key = current_key(paths, recipe, manifest["data_version"])
+    folder = paths.adapters(recipe.name) / key
+    if (info := read_info(folder)) is not None:
+        log(f"reusing adapter {key}: same data, recipe, base model and code")
+        return AdapterOutcome(key, folder, True, info)
+
+    base_dir = resolve_base_model(recipe.model.base, paths.models, weights=True)
+    pad_id = load_tokenizer(recipe.model.base, paths.models).pad_token_id
+    train_ds = dataset["train"].select(train_indices(dataset, recipe))
+    val_ds = dataset["validation"].select(val_indices(dataset, recipe))
+    dev = pick_device(device)
+    dtype = pick_dtype(recipe.training.precision, dev)
+    log(f"training adapter {key} on {len(train_ds)} rows ({dev}, {dtype or 'fp32'})")
+    run_tags = {
+        **tags,
+        "ft_pipeline.adapter_key": key,
+        "ft_pipeline.recipe": recipe.name,
+        "ft_pipeline.recipe_hash": recipe.content_hash(),
+        "ft_pipeline.data_version": manifest["data_version"],
+    }
+    with tracker.run(f"train-{recipe.name}-{key}", run_tags) as run_id:
+        tracker.log_params(run_id, flatten(recipe.model_dump(mode="json"), "recipe."))
+        tracker.log_params(
+            run_id,
+            {
+                "train_rows": str(len(train_ds)),
+                "val_rows": str(len(val_ds)),
+                "device": str(dev),
+                "autocast": str(dtype),
+                "training_hash": training_hash(recipe),
+            },
+        )
+        for name, part in (("train", train_ds), ("validation", val_ds)):
+            frame = part.select_columns(["text", "source", "source_row"]).to_pandas()
+            tracker.log_dataset(
+                run_id,
+                frame,
+                f"{recipe.name}-{name}",
+                name,
+                f"{manifest['data_version']}-{name}",
+                str(paths.tokenized(recipe.name)),
+            )
+
+        def on_log(s: StepLog) -> None:
+            tracker.log_metrics(
+                run_id,
+                {
+                    "train_loss": s.train_loss,
+                    "lr": s.lr,
+                    "tokens_per_s": s.tokens_per_s,
+                    "val_loss": s.val_loss,
+                },
+                step=s.step,
+            )
+            val = f", val_loss {s.val_loss:.4f}" if s.val_loss is not None else ""
+            log(
+                f"step {s.step}/{s.total_steps} loss {s.train_loss:.4f}{val} "
+                f"lr {s.lr:.2e} {s.tokens_per_s:.0f} tok/s ETA {s.eta_s / 60:.1f} min"
+            )
+
+        result = train_adapter(
+            base_dir,
+            list(zip(train_ds["input_ids"], train_ds["labels"], strict=True)),
+            list(zip(val_ds["input_ids"], val_ds["labels"], strict=True)),
+            recipe,
+            folder,
+            pad_id=pad_id,
+            device=dev,
+            dtype=dtype,
+            on_log=on_log,
+            fail_after_steps=fail_after_steps,
+        )
+        if result.resumed_from is not None:
+            log(f"resumed from checkpoint at step {result.resumed_from}")
+        tracker.log_metrics(
+            run_id,
+            {
+                "best_val_loss": result.best_val_loss,
+                "initial_val_loss": result.initial_val_loss,
+                "train_tokens_per_s": result.tokens_per_s,
+            },
+            step=result.steps,
+        )
+        (folder / HISTORY_FILE).write_text(json.dumps(result.history))
+        tracker.log_artifacts(run_id, result.adapter_dir, "adapter")
+        info = {
+            "key": key,
+            "mlflow_run_id": run_id,
+            "steps": result.steps,
+            "total_steps": result.total_steps,
+            "initial_val_loss": result.initial_val_loss,
+            "final_val_loss": result.final_val_loss,
+            "best_val_loss": result.best_val_loss,
+            "best_step": result.best_step,
+            "stopped_early": result.stopped_early,
+            "resumed_from": result.resumed_from,
+            "train_rows": len(train_ds),
+            "val_rows": len(val_ds),
+            "tokens_per_s": result.tokens_per_s,
+            "train_seconds": result.seconds,
+            "base_model": recipe.model.base,
+            "base_dir": str(base_dir),
+            "data_version": manifest["data_version"],
+        }
+        tmp = folder / f".{INFO_FILE}.tmp"
+        tmp.write_text(json.dumps(info, indent=2))
+        os.replace(tmp, folder / INFO_FILE)  # the adapter counts as complete from here on
+    return AdapterOutcome(key, folder, False, info)
+
+
+def history(folder: Path) -> list[dict[str, Any]]:
+    path = folder / HISTORY_FILE
+    return json.loads(path.read_text()) if path.is_file() else []

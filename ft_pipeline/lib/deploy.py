@@ -1,0 +1,103 @@
+"""Merge an adapter into its base weights and write a self-contained model folder.
+
+The merged model is checked against the adapter model on a sample of real prompts before
+anything is written: a merge that changes predictions is an error, not a deployment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ft_pipeline.lib.modeling import collate, last_token_logprobs, load_causal_lm
+from ft_pipeline.recipe import Recipe
+
+CONFIG_FILE = "ft_pipeline.json"
+CARD_FILE = "README.md"
+
+
+class MergeMismatch(RuntimeError):
+    """The merged model's outputs differ from the adapter model's."""
+
+
+@torch.inference_mode()
+def merge_and_verify(
+    base_dir: str | Path,
+    adapter_dir: Path,
+    prompts: Sequence[Sequence[int]],
+    pad_id: int,
+    atol: float = 1e-4,
+) -> tuple[Any, float]:
+    """Merged float32 model and the largest |log-prob| difference seen on the prompts."""
+    from peft import PeftModel
+
+    cpu = torch.device("cpu")
+    adapted = PeftModel.from_pretrained(load_causal_lm(base_dir, cpu), str(adapter_dir)).eval()
+    batch = collate(list(prompts), pad_id)
+    before = last_token_logprobs(adapted, batch)
+    merged = adapted.merge_and_unload().eval()
+    after = last_token_logprobs(merged, batch)
+    diff = float((before - after).abs().max())
+    if not torch.allclose(before, after, atol=atol):
+        raise MergeMismatch(f"merged model differs from the adapter model by {diff:.2e} > {atol}")
+    return merged, diff
+
+
+def model_card(recipe: Recipe, result: dict[str, Any], info: dict[str, Any]) -> str:
+    """A short Markdown card: what the model is, what it was trained on, how it scored."""
+    rows = "\n".join(
+        f"| {name} | {m.get('macro_f1', m.get('token_f1', float('nan'))):.4f} | "
+        f"{m.get('accuracy', m.get('exact_match', float('nan'))):.4f} |"
+        for name, m in result["models"].items()
+    )
+    metric = "macro-F1" if recipe.task == "classification" else "token F1"
+    second = "accuracy" if recipe.task == "classification" else "exact match"
+    return f"""# {recipe.model_name}
+
+Fine-tuned from `{recipe.model.base}` with LoRA (r={recipe.lora.r}, alpha={recipe.lora.alpha})
+by ft_pipeline, recipe `{recipe.name}` (hash `{recipe.content_hash()}`), head `lm`
+(label scored by next-token log-probabilities), task `{recipe.task}`.
+
+- labels: {", ".join(recipe.labels) or "n/a"}
+- data version: `{info["data_version"]}`; adapter key `{info["key"]}`
+- trained on {info["train_rows"]} rows, {info["steps"]} steps; best validation loss
+  {info["best_val_loss"]:.4f} (from {info["initial_val_loss"]:.4f})
+- evaluated on {result["test_rows"]} held-out test rows
+- created {datetime.now(UTC).isoformat(timespec="seconds")}
+
+| model | {metric} | {second} |
+|---|---|---|
+{rows}
+
+Input: a table with a `text` column. Output: `label` and one `score_<label>` column per label.
+"""
+
+
+def write_model_folder(
+    merged: Any,
+    tokenizer: Any,
+    recipe: Recipe,
+    card: str,
+    target: Path,
+    extra: dict[str, Any],
+) -> Path:
+    """Save weights, tokenizer, recipe and card into `target` (atomic folder swap)."""
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    merged.save_pretrained(str(tmp))
+    tokenizer.save_pretrained(str(tmp))
+    config = {"recipe": recipe.model_dump(mode="json"), "labels": recipe.labels, "head": "lm",
+              **extra}
+    (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2))
+    (tmp / CARD_FILE).write_text(card)
+    shutil.rmtree(target, ignore_errors=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(tmp, target)
+    return target

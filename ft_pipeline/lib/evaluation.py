@@ -1,0 +1,194 @@
+"""Evaluate base, fine-tuned and classical models on the same held-out rows.
+
+Classification: label probabilities from one forward pass per row (no free generation),
+TF-IDF + logistic regression trained on the very rows the adapter saw, bootstrap CI of the
+macro-F1 gain. Instruction/chat: answer loss, perplexity, exact match and token F1.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from datasets import DatasetDict
+
+from ft_pipeline.lib import metrics as M
+from ft_pipeline.lib.adapter_job import history, train_indices, val_indices
+from ft_pipeline.lib.baseline import predict_with_scores, train_tfidf_baseline
+from ft_pipeline.lib.eval_report import render_report
+from ft_pipeline.lib.modeling import load_causal_lm, pick_device, pick_dtype
+from ft_pipeline.lib.models import load_tokenizer, resolve_base_model
+from ft_pipeline.lib.plots import plot_confusion_matrices, plot_loss_curves
+from ft_pipeline.lib.scoring import (
+    generate_answers,
+    label_tokens,
+    mean_answer_loss,
+    perplexity,
+    prompt_ids,
+    score_labels,
+)
+from ft_pipeline.lib.splits import sample_indices
+from ft_pipeline.recipe import Recipe
+
+RESULT_FILE = "result.json"
+REPORT_FILE = "report.md"
+BASE, TUNED, TFIDF = "base", "fine-tuned", "tfidf"
+
+
+def primary_metric(recipe: Recipe) -> str:
+    return "macro_f1" if recipe.task == "classification" else "token_f1"
+
+
+def test_indices(dataset: DatasetDict, recipe: Recipe) -> list[int]:
+    labels = dataset["test"]["label"] if recipe.task == "classification" else None
+    limit = recipe.evaluation.max_test_rows
+    return sample_indices(len(dataset["test"]), limit, recipe.split.seed, labels)
+
+
+def gate(result: dict[str, Any], recipe: Recipe, champion: dict[str, float] | None) -> dict:
+    """Promotion rule: beat the base model by the recipe's margin, and not lose to the
+    champion by more than the confidence interval of our own score."""
+    metric = primary_metric(recipe)
+    tuned, base = result["models"][TUNED][metric], result["models"][BASE][metric]
+    margin = recipe.evaluation.min_f1_gain
+    reasons = []
+    if not tuned - base > 0 or tuned - base < margin:
+        reasons.append(f"{metric} gain over base {tuned - base:+.4f} is below the margin {margin}")
+    if champion and metric in champion:
+        high = result.get("interval", {}).get("high", tuned)
+        if champion[metric] > high:
+            reasons.append(
+                f"champion {metric} {champion[metric]:.4f} is above this model's "
+                f"{recipe.evaluation.confidence:.0%} interval (high {high:.4f})"
+            )
+    return {"passed": not reasons, "reasons": reasons, "metric": metric, "champion": champion or {}}
+
+
+def _throttled(log: Callable[[str], None], label: str, every_s: float = 20.0):
+    last = [time.monotonic()]
+
+    def progress(done: int, total: int) -> None:
+        if done == total or time.monotonic() - last[0] >= every_s:
+            last[0] = time.monotonic()
+            log(f"{label}: scored {done}/{total} rows")
+
+    return progress
+
+
+def evaluate(
+    adapter_dir: Path,
+    recipe: Recipe,
+    dataset: DatasetDict,
+    models_cache: Path,
+    out_dir: Path,
+    *,
+    log: Callable[[str], None],
+    device: str = "auto",
+) -> dict[str, Any]:
+    """Score all models, write plots + report.md + result.json into `out_dir`."""
+    from peft import PeftModel
+
+    dev = pick_device(device)
+    dtype = pick_dtype(recipe.training.precision, dev)
+    tokenizer = load_tokenizer(recipe.model.base, models_cache)
+    pad = tokenizer.pad_token_id
+    test = dataset["test"].select(test_indices(dataset, recipe))
+    val = dataset["validation"].select(val_indices(dataset, recipe))
+    val_rows = list(zip(val["input_ids"], val["labels"], strict=True))
+    prompts = [prompt_ids(i, lab) for i, lab in zip(test["input_ids"], test["labels"], strict=True)]
+    model = load_causal_lm(resolve_base_model(recipe.model.base, models_cache, weights=True), dev)
+    result: dict[str, Any] = {
+        "recipe": recipe.name,
+        "task": recipe.task,
+        "labels": recipe.labels,
+        "test_rows": len(test),
+        "models": {},
+    }
+    outputs = {}
+    for name in (BASE, TUNED):
+        if name == TUNED:
+            model = PeftModel.from_pretrained(model, str(adapter_dir))
+        log(f"evaluating {name} model on {len(test)} test rows")
+        loss = mean_answer_loss(model, val_rows, pad, dev, dtype)
+        if recipe.task == "classification":
+            probs = score_labels(
+                model,
+                prompts,
+                label_tokens(tokenizer, recipe.labels),
+                pad,
+                dev,
+                dtype,
+                progress=_throttled(log, name),
+            )
+            outputs[name] = [recipe.labels[i] for i in probs.argmax(axis=1)]
+            result["models"][name] = M.classification_metrics(
+                test["label"], outputs[name], recipe.labels
+            )
+        else:
+            n = min(len(test), recipe.evaluation.max_generation_rows)
+            answers = generate_answers(
+                model, tokenizer, prompts[:n], dev, recipe.evaluation.max_new_tokens
+            )
+            refs = list(test["response"][:n])
+            result["models"][name] = {
+                "exact_match": M.exact_match(answers, refs),
+                "token_f1": M.token_f1(answers, refs),
+                "n": n,
+            }
+        result["models"][name].update(val_loss=loss, perplexity=perplexity(loss))
+    if recipe.task == "classification":
+        _classical_and_stats(result, outputs, dataset, test, recipe)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plots = {"loss": plot_loss_curves(history(adapter_dir.parent), out_dir / "loss_curves.png")}
+    if recipe.task == "classification":
+        matrices = {k: v["confusion_matrix"] for k, v in result["models"].items()}
+        plots["confusion"] = plot_confusion_matrices(
+            matrices, recipe.labels, out_dir / "confusion_matrices.png"
+        )
+    result["plots"] = {k: Path(v).name for k, v in plots.items()}
+    return result
+
+
+def _classical_and_stats(result, outputs, dataset, test, recipe: Recipe) -> None:
+    train = dataset["train"].select(train_indices(dataset, recipe))
+    pipeline = train_tfidf_baseline(train["text"], train["label"], seed=recipe.training.seed)
+    outputs[TFIDF], _ = predict_with_scores(pipeline, test["text"], recipe.labels)
+    result["models"][TFIDF] = M.classification_metrics(test["label"], outputs[TFIDF], recipe.labels)
+    ev = recipe.evaluation
+    result["gain"] = M.bootstrap_f1_gain(
+        test["label"],
+        outputs[BASE],
+        outputs[TUNED],
+        recipe.labels,
+        samples=ev.bootstrap_samples,
+        seed=recipe.split.seed,
+        confidence=ev.confidence,
+    )
+    result["interval"] = M.bootstrap_f1_interval(
+        test["label"],
+        outputs[TUNED],
+        recipe.labels,
+        samples=ev.bootstrap_samples,
+        seed=recipe.split.seed,
+        confidence=ev.confidence,
+    )
+    result["slices"] = {
+        name: M.slice_metrics(test["label"], pred, test["source"], recipe.labels)
+        for name, pred in outputs.items()
+    }
+
+
+def write_report(result: dict[str, Any], out_dir: Path) -> Path:
+    """report.md and result.json; returns the report path."""
+    (out_dir / RESULT_FILE).write_text(json.dumps(result, indent=2, default=float))
+    report = out_dir / REPORT_FILE
+    report.write_text(render_report(result))
+    return report
+
+
+def read_result(out_dir: Path) -> dict[str, Any] | None:
+    path = out_dir / RESULT_FILE
+    return json.loads(path.read_text()) if path.is_file() else None

@@ -1,0 +1,65 @@
+"""Cache keys: an adapter is reused when nothing that shaped it has changed.
+
+key = hash(data version, training recipe hash, base model hash, code version)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import ft_pipeline
+from ft_pipeline.lib.models import BUNDLED_MODELS, package_file
+from ft_pipeline.recipe import Recipe
+
+# Modules whose code decides what a trained adapter is: a change here retrains.
+_TRAINING_MODULES = ("training.py", "modeling.py", "batching.py", "rendering.py", "tokenized.py")
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt")
+
+
+def _sha(payload: object) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def code_version() -> str:
+    """Version of the training code: package version + source of the training modules."""
+    lib = Path(__file__).parent
+    sources = {name: (lib / name).read_text() for name in _TRAINING_MODULES}
+    return _sha({"version": ft_pipeline.__version__, "sources": sources})
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def base_model_hash(spec: str) -> str:
+    """Content hash of the base model's weights (bundled file, local folder, or the id)."""
+    if spec in BUNDLED_MODELS:
+        package, suffix = BUNDLED_MODELS[spec]
+        found = package_file(package, suffix)
+        folder = found if suffix == ".gguf" else found.parent
+        return base_model_hash(str(folder))
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return _file_digest(path)[:16]
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.suffix in WEIGHT_SUFFIXES)
+        files += [path / "config.json"] if (path / "config.json").is_file() else []
+        return _sha({str(p.relative_to(path)): _file_digest(p) for p in files})
+    return _sha({"hub_id": spec})
+
+
+def training_hash(recipe: Recipe) -> str:
+    """The recipe sections that shape training (data ones are in the data version)."""
+    return recipe.content_hash("lora", "training", "model", "prompt", "task", "labels")
+
+
+def adapter_key(data_version: str, recipe: Recipe, base_hash: str, code: str) -> str:
+    return _sha(
+        {"data": data_version, "recipe": training_hash(recipe), "base": base_hash, "code": code}
+    )

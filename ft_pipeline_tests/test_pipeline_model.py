@@ -1,0 +1,152 @@
+"""The model half through Dagster on a tiny random Llama: train, reuse, resume, gate, deploy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from mlflow.tracking import MlflowClient
+
+from ft_pipeline.defs.partitions import source_partitions
+from ft_pipeline.defs.resources import MlflowResource, RecipeResource, StateResource, TrainerResource
+from ft_pipeline.definitions import defs
+from ft_pipeline.lib import registry
+from ft_pipeline_tests.conftest import fixture_rows, write_csv, write_recipe
+
+KEY = "file:data/corpus.csv"
+DATA = dg.AssetSelection.assets("raw_data", "cleaned_data")
+TOKENIZED = dg.AssetSelection.assets("tokenized_dataset")
+MODEL = dg.AssetSelection.assets("fine_tuned_adapter", "evaluation_report", "deployed_model")
+TRAINING = {
+    "learning_rate": 0.01,
+    "batch_size": 8,
+    "max_steps": 24,
+    "eval_every": 6,
+    "checkpoint_every": 2,
+    "early_stopping_patience": None,
+    "warmup_ratio": 0.0,
+    "lr_scheduler": "constant",
+}
+LORA = {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": "all-linear"}
+
+
+class ModelProject:
+    def __init__(self, root: Path, instance: dg.DagsterInstance, recipe: Path) -> None:
+        self.root, self.instance = root, instance
+        self.state = StateResource(root=str(root / "home"))
+        self.recipe = RecipeResource(path=str(recipe))
+        self.mlflow = MlflowResource()
+        self.client = MlflowClient(self.mlflow.uri(self.state))
+
+    def materialize(self, selection, partition_key=None, **trainer):
+        return dg.materialize(
+            [*defs.assets, *defs.asset_checks],
+            selection=selection,
+            partition_key=partition_key,
+            instance=self.instance,
+            resources={
+                "state": self.state,
+                "recipe": self.recipe,
+                "mlflow": self.mlflow,
+                "trainer": TrainerResource(**trainer),
+            },
+            raise_on_error=False,
+        )
+
+    def prepare_data(self) -> None:
+        self.instance.add_dynamic_partitions(source_partitions.name, [KEY])
+        assert self.materialize(DATA, KEY).success
+        assert self.materialize(TOKENIZED).success
+
+
+def _project(tmp_path, model_dir, **overrides) -> ModelProject:
+    write_csv(tmp_path / "data" / "corpus.csv", fixture_rows(40))
+    sections = {"training": TRAINING, "lora": LORA, **overrides}
+    return sections, write_recipe(tmp_path, model_dir, ["data/corpus.csv"], **sections)
+
+
+@pytest.fixture
+def project(tmp_path: Path, tiny_model_dir: Path, request):
+    overrides = getattr(request, "param", {})
+    _, recipe = _project(tmp_path, tiny_model_dir, **overrides)
+    (tmp_path / "dagster").mkdir()
+    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
+        p = ModelProject(tmp_path, instance, recipe)
+        p.prepare_data()
+        yield p
+
+
+def _meta(result, asset: str) -> dict:
+    [event] = result.asset_materializations_for_node(asset)
+    return {k: v.value for k, v in event.metadata.items()}
+
+
+def _checks(result) -> dict[str, bool]:
+    return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+
+
+def test_train_evaluate_deploy_then_reuse(project: ModelProject):
+    result = project.materialize(MODEL)
+    assert result.success, _checks(result)
+    adapter = _meta(result, "fine_tuned_adapter")
+    assert adapter["reused"] is False and adapter["steps"] == 24
+    assert adapter["best_val_loss"] < adapter["initial_val_loss"]
+    assert _checks(result)["fine_tuned_adapter_converged"]
+    assert _checks(result)["evaluation_report_promotion_gate"]
+
+    run = project.client.get_run(adapter["mlflow_run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["dagster.run_id"] == result.run_id
+    assert run.data.params["recipe.lora.r"] == "8"
+    history = project.client.get_metric_history(run.info.run_id, "train_loss")
+    assert len(history) == 24
+    contexts = {i.tags[0].value for i in run.inputs.dataset_inputs}
+    assert contexts == {"train", "validation"}
+    artifacts = {a.path for a in project.client.list_artifacts(run.info.run_id, "adapter")}
+    assert "adapter/adapter_model.safetensors" in artifacts
+
+    report = _meta(result, "evaluation_report")
+    assert {"macro_f1_base", "macro_f1_fine_tuned", "macro_f1_tfidf"} <= set(report)
+    assert report["macro_f1_fine_tuned"] > report["macro_f1_base"]
+    text = Path(report["report_path"]).read_text()
+    assert "TF-IDF baseline" in text and "confusion_matrices.png" in text
+
+    deployed = _meta(result, "deployed_model")
+    assert deployed["version"] == "1" and deployed["previous_champion"] == "none"
+    champion = registry.champion(project.client, "ft-fixture")
+    assert champion is not None and str(champion.version) == "1"
+
+    again = project.materialize(dg.AssetSelection.assets("fine_tuned_adapter"))
+    assert again.success and _meta(again, "fine_tuned_adapter")["reused"] is True
+    assert _meta(again, "fine_tuned_adapter")["adapter_key"] == adapter["adapter_key"]
+
+
+def test_crash_then_rematerialize_resumes_from_last_checkpoint(project: ModelProject):
+    crashed = project.materialize(dg.AssetSelection.assets("fine_tuned_adapter"), fail_after_steps=5)
+    assert not crashed.success
+    runs = project.client.search_runs(
+        [project.mlflow.tracker(project.state, project.recipe.load()).experiment_id]
+    )
+    assert runs and all(r.info.status == "FAILED" for r in runs)
+    home = project.state.paths().adapters("fixture")
+    [folder] = list(home.iterdir())
+    (folder / "checkpoints" / "step-000099").mkdir()  # an incomplete checkpoint: skipped
+
+    resumed = project.materialize(dg.AssetSelection.assets("fine_tuned_adapter"))
+    assert resumed.success
+    meta = _meta(resumed, "fine_tuned_adapter")
+    # Attempt 1 crashed after steps 1-5 (checkpoints 2, 4); the retry policy resumed it
+    # from 4 and it crashed again after steps 5-9 (checkpoints 6, 8). So: resume from 8.
+    assert len(runs) == 2
+    assert meta["resumed_from_step"] == 8
+    assert meta["steps"] == 24
+
+
+@pytest.mark.parametrize("project", [{"evaluation": {"min_f1_gain": 0.99}}], indirect=True)
+def test_gate_refuses_a_model_that_does_not_beat_base_enough(project: ModelProject):
+    result = project.materialize(MODEL)
+    assert not result.success
+    assert _checks(result)["evaluation_report_promotion_gate"] is False
+    assert not result.asset_materializations_for_node("deployed_model")
+    assert registry.champion(project.client, "ft-fixture") is None
