@@ -7,7 +7,6 @@ materialization, check and log line is visible in the UI afterwards.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -107,18 +106,86 @@ def cmd_run(args: argparse.Namespace) -> int:
             failures[source.key] = _failure_text(result)
             print(f"    FAILED in {took:.1f}s: {failures[source.key]}")
 
-    downstream = dg.AssetSelection.assets("tokenized_dataset")
-    print("tokenized_dataset ...", flush=True)
-    started = time.monotonic()
-    result = _materialize(defs, instance, downstream)
-    if result.success:
-        manifest = json.loads((paths.tokenized(recipe.name) / "manifest.json").read_text())
-        print(f"    ok in {time.monotonic() - started:.1f}s: splits {manifest['split_sizes']}")
-    else:
-        failures["tokenized_dataset"] = _failure_text(result)
-        print(f"    FAILED: {failures['tokenized_dataset']}")
+    for asset in args.until_assets:
+        print(f"{asset} ...", flush=True)
+        started = time.monotonic()
+        result = _materialize(defs, instance, dg.AssetSelection.assets(asset))
+        took = time.monotonic() - started
+        if not result.success:
+            failures[asset] = _failure_text(result)
+            print(f"    FAILED in {took:.1f}s: {failures[asset]}")
+            break
+        print(f"    ok in {took:.1f}s: {_summary(result, asset, paths, recipe)}")
     print("done; open the UI with `make ui`" if not failures else f"{len(failures)} step(s) failed")
     return 1 if failures else 0
+
+
+def _summary(result, asset: str, paths: StatePaths, recipe) -> str:
+    [event] = result.asset_materializations_for_node(asset)
+    meta = {k: v.value for k, v in event.metadata.items()}
+    if asset == "tokenized_dataset":
+        return f"splits {meta['split_sizes']}"
+    if asset == "fine_tuned_adapter":
+        how = "reused" if meta["reused"] else f"trained {meta['steps']} steps"
+        return f"{how}, best val loss {meta['best_val_loss']:.4f} (adapter {meta['adapter_key']})"
+    if asset == "evaluation_report":
+        scores = {
+            k: round(v, 4) for k, v in meta.items() if k.startswith(("macro_f1_", "token_f1_"))
+        }
+        return f"{scores}; report {meta['report_path']}"
+    if asset == "deployed_model":
+        return (
+            f"{meta['registered_model']} version {meta['version']} is champion "
+            f"(previous: {meta['previous_champion']}); serve with `make serve`"
+        )
+    return ""
+
+
+DOWNSTREAM = ["tokenized_dataset", "fine_tuned_adapter", "evaluation_report", "deployed_model"]
+
+
+def _registry_target():
+    from ft_pipeline.defs.resources import MlflowResource, RecipeResource
+
+    recipe = RecipeResource().load()
+    return MlflowResource().uri(_state()), recipe.model_name
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Print the champion's label and scores for each text."""
+    _setup(args)
+    import mlflow
+    import pandas as pd
+
+    uri, name = _registry_target()
+    mlflow.set_tracking_uri(uri)
+    try:
+        model = mlflow.pyfunc.load_model(f"models:/{name}@champion")
+    except mlflow.exceptions.MlflowException as exc:
+        print(f"error: no champion for {name!r} yet (run `make run`): {exc}", file=sys.stderr)
+        return 1
+    out = model.predict(pd.DataFrame({"text": args.texts}))
+    for text, row in zip(args.texts, out.to_dict(orient="records"), strict=True):
+        scores = ", ".join(
+            f"{k.removeprefix('score_')} {v:.3f}" for k, v in row.items() if k != "label"
+        )
+        print(f"{row['label']}\t({scores})\t{text}")
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    """Move the champion alias back to the version it replaced."""
+    _setup(args)
+    from ft_pipeline.lib.registry import RegistryError, rollback
+
+    uri, name = _registry_target()
+    try:
+        before, after = rollback(uri, name)
+    except RegistryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{name}: champion moved from version {before} back to version {after}")
+    return 0
 
 
 def _state():
@@ -160,9 +227,19 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="materialize the pipeline end to end")
     run.add_argument("--force", action="store_true", help="recompute up-to-date partitions")
+    run.add_argument(
+        "--until", choices=DOWNSTREAM, default=DOWNSTREAM[-1], help="last asset to build"
+    )
     run.set_defaults(func=cmd_run)
+    predict = sub.add_parser("predict", help="classify texts with the champion model")
+    predict.add_argument("texts", nargs="+")
+    predict.set_defaults(func=cmd_predict)
+    rollback = sub.add_parser("rollback", help="move `champion` back to the previous version")
+    rollback.set_defaults(func=cmd_rollback)
     sub.add_parser("status", help="show partitions and their gates").set_defaults(func=cmd_status)
     args = parser.parse_args(argv)
+    if args.command == "run":
+        args.until_assets = DOWNSTREAM[: DOWNSTREAM.index(args.until) + 1]
     from ft_pipeline.recipe import RecipeError
 
     try:

@@ -6,11 +6,17 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import yaml
 from mlflow.tracking import MlflowClient
 
-from ft_pipeline.defs.partitions import source_partitions
-from ft_pipeline.defs.resources import MlflowResource, RecipeResource, StateResource, TrainerResource
 from ft_pipeline.definitions import defs
+from ft_pipeline.defs.partitions import source_partitions
+from ft_pipeline.defs.resources import (
+    MlflowResource,
+    RecipeResource,
+    StateResource,
+    TrainerResource,
+)
 from ft_pipeline.lib import registry
 from ft_pipeline_tests.conftest import fixture_rows, write_csv, write_recipe
 
@@ -123,7 +129,9 @@ def test_train_evaluate_deploy_then_reuse(project: ModelProject):
 
 
 def test_crash_then_rematerialize_resumes_from_last_checkpoint(project: ModelProject):
-    crashed = project.materialize(dg.AssetSelection.assets("fine_tuned_adapter"), fail_after_steps=5)
+    crashed = project.materialize(
+        dg.AssetSelection.assets("fine_tuned_adapter"), fail_after_steps=5
+    )
     assert not crashed.success
     runs = project.client.search_runs(
         [project.mlflow.tracker(project.state, project.recipe.load()).experiment_id]
@@ -150,3 +158,32 @@ def test_gate_refuses_a_model_that_does_not_beat_base_enough(project: ModelProje
     assert _checks(result)["evaluation_report_promotion_gate"] is False
     assert not result.asset_materializations_for_node("deployed_model")
     assert registry.champion(project.client, "ft-fixture") is None
+
+
+def test_new_champion_then_cli_predict_and_rollback(project: ModelProject, monkeypatch, capsys):
+    from ft_pipeline import cli
+
+    assert project.materialize(MODEL).success
+    recipe_path = Path(project.recipe.path)
+    data = yaml.safe_load(recipe_path.read_text())
+    data["training"]["max_steps"] = 36  # a different adapter key: a new model version
+    recipe_path.write_text(yaml.safe_dump(data))
+    second = project.materialize(MODEL)
+    assert second.success
+    deployed = _meta(second, "deployed_model")
+    assert (deployed["version"], deployed["previous_champion"]) == ("2", "1")
+
+    for var in ("FT_HOME", "FT_RECIPE", "DAGSTER_HOME", "MLFLOW_TRACKING_URI"):
+        monkeypatch.setenv(var, "unused")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    base = ["--home", project.state.root, "--recipe", project.recipe.path]
+    assert cli.main([*base, "predict", "the gate was awful and late", "love this smooth trip"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2
+    assert all(line.split("\t")[0] in {"negative", "neutral", "positive"} for line in lines)
+
+    assert cli.main([*base, "rollback"]) == 0
+    assert "from version 2 back to version 1" in capsys.readouterr().out
+    assert str(registry.champion(project.client, "ft-fixture").version) == "1"
+    assert cli.main([*base, "rollback"]) == 1
+    assert "no previous champion" in capsys.readouterr().err
