@@ -7,6 +7,9 @@ STAMP := $(VENV)/.installed
 FT_HOME ?= $(CURDIR)/.ft_home
 RECIPE ?= recipes/tweet_sentiment.yaml
 UI_PORT ?= 3000
+MLFLOW_PORT ?= 5000
+SERVE_PORT ?= 5001
+MODEL_NAME ?= $(shell test -x $(BIN)/python && $(BIN)/python -c "from ft_pipeline.recipe import load_recipe; print(load_recipe('$(RECIPE)').model_name)" 2>/dev/null)
 PYTEST_ARGS ?=
 
 export FT_HOME
@@ -15,7 +18,7 @@ export DAGSTER_HOME := $(FT_HOME)/dagster
 export HF_HUB_OFFLINE := 1
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: install run test ui lint format status clean
+.PHONY: install run test ui mlflow-ui serve lint format status clean
 
 $(STAMP): pyproject.toml requirements-bundled.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,9 +42,31 @@ test: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Dagster (webserver + daemon) on UI_PORT and the MLflow UI on MLFLOW_PORT; Ctrl-C stops both.
 ui: $(STAMP)
 	@mkdir -p $(DAGSTER_HOME) && cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+	@echo "Dagster UI: http://127.0.0.1:$(UI_PORT)   MLflow UI: http://127.0.0.1:$(MLFLOW_PORT)"
+	@PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/mlflow ui --backend-store-uri sqlite:///$(FT_HOME)/mlflow.db \
+		--default-artifact-root $(FT_HOME)/mlartifacts -h 127.0.0.1 -p $(MLFLOW_PORT) \
+		> $(FT_HOME)/mlflow-ui.log 2>&1 & \
+	mlflow_pid=$$!; trap "kill $$mlflow_pid 2>/dev/null" EXIT INT TERM; \
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(UI_PORT)
+
+mlflow-ui: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/mlflow ui --backend-store-uri sqlite:///$(FT_HOME)/mlflow.db \
+		--default-artifact-root $(FT_HOME)/mlartifacts -h 127.0.0.1 -p $(MLFLOW_PORT)
+
+# Serve the champion over HTTP: POST http://127.0.0.1:$(SERVE_PORT)/invocations
+serve: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" MLFLOW_TRACKING_URI=sqlite:///$(FT_HOME)/mlflow.db \
+		$(BIN)/mlflow models serve -m "models:/$(MODEL_NAME)@champion" --env-manager local \
+		-h 127.0.0.1 -p $(SERVE_PORT)
+
+predict: $(STAMP)
+	$(BIN)/ft-pipeline predict "$(TEXT)"
+
+rollback: $(STAMP)
+	$(BIN)/ft-pipeline rollback
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
