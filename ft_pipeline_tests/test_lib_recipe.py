@@ -33,7 +33,7 @@ def test_shipped_recipe_loads():
     assert recipe.cleaning.max_chars == 400
     assert recipe.model.max_length == 128
     assert "{text}" in recipe.prompt.template
-    assert recipe.model_name == "ft-tweet_sentiment"
+    assert recipe.model_name == "tweet-sentiment"
 
 
 def test_load_accepts_str_path():

@@ -38,7 +38,7 @@ class Project:
             selection=selection,
             partition_key=partition_key,
             instance=self.instance,
-            resources={"state": self.state, "recipe": self.recipe},
+            resources={**defs.resources, "state": self.state, "recipe": self.recipe},
             raise_on_error=False,
         )
 

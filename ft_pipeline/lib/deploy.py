@@ -93,8 +93,12 @@ def write_model_folder(
     shutil.rmtree(tmp, ignore_errors=True)
     merged.save_pretrained(str(tmp))
     tokenizer.save_pretrained(str(tmp))
-    config = {"recipe": recipe.model_dump(mode="json"), "labels": recipe.labels, "head": "lm",
-              **extra}
+    config = {
+        "recipe": recipe.model_dump(mode="json"),
+        "labels": recipe.labels,
+        "head": "lm",
+        **extra,
+    }
     (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2))
     (tmp / CARD_FILE).write_text(card)
     shutil.rmtree(target, ignore_errors=True)

@@ -55,7 +55,7 @@ def gate(result: dict[str, Any], recipe: Recipe, champion: dict[str, float] | No
     tuned, base = result["models"][TUNED][metric], result["models"][BASE][metric]
     margin = recipe.evaluation.min_f1_gain
     reasons = []
-    if not tuned - base > 0 or tuned - base < margin:
+    if tuned - base < margin:
         reasons.append(f"{metric} gain over base {tuned - base:+.4f} is below the margin {margin}")
     if champion and metric in champion:
         high = result.get("interval", {}).get("high", tuned)
