@@ -124,7 +124,7 @@ def write_recipe(directory: Path, base_model: Path, sources: list[str], **overri
         "model": {"base": str(base_model), "max_length": 64},
     }
     for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(recipe.get(key), dict):
+        if isinstance(value, dict) and value and isinstance(recipe.get(key), dict):
             recipe[key] = {**recipe[key], **value}
         else:
             recipe[key] = value

@@ -187,3 +187,43 @@ def test_new_champion_then_cli_predict_and_rollback(project: ModelProject, monke
     assert str(registry.champion(project.client, "ft-fixture").version) == "1"
     assert cli.main([*base, "rollback"]) == 1
     assert "no previous champion" in capsys.readouterr().err
+
+
+def test_instruction_task_evaluates_with_generation_metrics(tmp_path, tiny_model_dir):
+    words = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel"]
+    rows = [
+        {"prompt": f"say {a} {b}", "response": f"{b} {a}"} for a in words for b in words if a != b
+    ]
+    write_csv(tmp_path / "data" / "corpus.csv", rows)
+    recipe = write_recipe(
+        tmp_path,
+        tiny_model_dir,
+        ["data/corpus.csv"],
+        task="instruction",
+        labels=[],
+        label_aliases={},
+        prompt={"system": None, "template": "{prompt}"},
+        data={"columns": {"prompt": "prompt", "response": "response"}},
+        training=TRAINING,
+        lora=LORA,
+        evaluation={"min_f1_gain": -1.0, "max_generation_rows": 8, "max_new_tokens": 8},
+    )
+    (tmp_path / "dagster").mkdir()
+    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
+        p = ModelProject(tmp_path, instance, recipe)
+        p.prepare_data()
+        result = p.materialize(MODEL)
+        assert result.success, _checks(result)
+    report = _meta(result, "evaluation_report")
+    assert {"token_f1_base", "token_f1_fine_tuned"} <= set(report)
+    import json
+
+    saved = json.loads((Path(report["report_path"]).parent / "result.json").read_text())
+    for name in ("base", "fine-tuned"):
+        assert set(saved["models"][name]) >= {"exact_match", "token_f1", "val_loss", "perplexity"}
+    assert saved["models"]["fine-tuned"]["val_loss"] < saved["models"]["base"]["val_loss"]
+    folder = _meta(result, "deployed_model")["model_folder"]
+    from ft_pipeline.lib.serving import predict_folder
+
+    out = predict_folder(folder, ["say golf hotel"])
+    assert list(out.columns) == ["response"] and isinstance(out["response"][0], str)

@@ -143,8 +143,16 @@ def encode_prompts(
     out = []
     for text in texts:
         row = {"text": text, "label": placeholder, "response": placeholder}
+        if recipe.task == "chat":
+            # For chat models the input is the conversation so far, as a JSON list.
+            turns = (
+                json.loads(text)
+                if text.lstrip().startswith("[")
+                else [{"role": "user", "content": text}]
+            )
+            row["messages"] = json.dumps([*turns, {"role": "assistant", "content": ""}])
         ids = _ids(tokenizer, [render(tokenizer, *conversation(row, recipe))[0]])[0]
-        if len(ids) > budget:
+        if len(ids) > budget and recipe.task != "chat":
             content = _ids(tokenizer, [text])[0]
             keep = max(1, len(content) - (len(ids) - budget))
             row["text"] = tokenizer.decode(content[:keep])

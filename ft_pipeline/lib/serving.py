@@ -55,7 +55,7 @@ class _Loaded:
     tokenizer: Any
     recipe: Recipe
     labels: list[str]
-    tokens: scoring.LabelTokens
+    tokens: scoring.LabelTokens | None
     device: torch.device
     dtype: torch.dtype | None
     pad_id: int
@@ -73,7 +73,8 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
     head = manifest.get("head", "lm")
     if head != "lm":
         raise ValueError(f"{path}: head {head!r} is not supported, only 'lm'")
-    if len(manifest["labels"]) < 2:
+    task = manifest["recipe"].get("task", "classification")
+    if task == "classification" and len(manifest["labels"]) < 2:
         raise ValueError(f"{path}: needs at least two labels, got {manifest['labels']}")
     return manifest
 
@@ -98,7 +99,7 @@ def _load_folder(folder: str | Path, device_preference: str = "auto") -> _Loaded
         tokenizer=tokenizer,
         recipe=recipe,
         labels=labels,
-        tokens=scoring.label_tokens(tokenizer, labels),
+        tokens=scoring.label_tokens(tokenizer, labels) if recipe.task == "classification" else None,
         device=device,
         dtype=modeling.pick_dtype("auto", device),
         pad_id=int(pad_id),
@@ -137,8 +138,20 @@ def input_texts(model_input: Any) -> list[str]:
     return values
 
 
+def _generate(loaded: _Loaded, texts: list[str]) -> pd.DataFrame:
+    """Instruction/chat models answer with text: one `response` per input."""
+    prompts = encode_prompts(texts, loaded.recipe, loaded.tokenizer)
+    ev = loaded.recipe.evaluation
+    answers = scoring.generate_answers(
+        loaded.model, loaded.tokenizer, prompts, loaded.device, ev.max_new_tokens
+    )
+    return pd.DataFrame({"response": pd.Series(answers, dtype=object)})
+
+
 def _predict(loaded: _Loaded, texts: list[str]) -> pd.DataFrame:
     """Label probabilities for texts: `label` (argmax) and one `score_<label>` per label."""
+    if loaded.tokens is None:
+        return _generate(loaded, texts)
     columns = [f"{SCORE_PREFIX}{label}" for label in loaded.labels]
     if not texts:
         empty = {"label": pd.Series([], dtype=object)}
@@ -148,7 +161,7 @@ def _predict(loaded: _Loaded, texts: list[str]) -> pd.DataFrame:
     probs = scoring.score_labels(
         loaded.model,
         prompts,
-        loaded.tokens,
+        loaded.tokens,  # classification: set in _load_folder
         loaded.pad_id,
         loaded.device,
         dtype=loaded.dtype,
