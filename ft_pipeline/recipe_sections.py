@@ -1,0 +1,169 @@
+"""The recipe's sections: data, cleaning, quality gates, split, prompt, model, LoRA,
+training and evaluation. `ft_pipeline.recipe.Recipe` puts them together."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+BUNDLED_CORPORA = ("bundled:crowdflower-tweets",)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ColumnMapping(_Strict):
+    """Which column of a source file holds each canonical field (None: not present)."""
+
+    text: str | None = "text"
+    label: str | None = "label"
+    confidence: str | None = None
+    prompt: str | None = "prompt"
+    response: str | None = "response"
+    messages: str | None = "messages"
+
+
+class SourceSpec(_Strict):
+    """One explicit source: a bundled corpus name or a file path (relative to the recipe)."""
+
+    uri: str | None = Field(None, description="bundled:<name>")
+    path: str | None = None
+    format: Literal["auto", "csv", "jsonl", "parquet"] = "auto"
+    encoding: str | None = None
+    columns: ColumnMapping | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> SourceSpec:
+        if (self.uri is None) == (self.path is None):
+            raise ValueError("give exactly one of 'uri' (bundled:<name>) or 'path'")
+        if self.uri is not None and self.uri not in BUNDLED_CORPORA:
+            raise ValueError(
+                f"unknown bundled corpus {self.uri!r}; allowed: {list(BUNDLED_CORPORA)}"
+            )
+        return self
+
+
+def _coerce_source(value: Any) -> Any:
+    if isinstance(value, str):
+        return {"uri": value} if value.startswith("bundled:") else {"path": value}
+    return value
+
+
+class DataConfig(_Strict):
+    """Where rows come from and how their columns map onto the task's fields."""
+
+    sources: list[Annotated[SourceSpec, Field()]] = Field(default_factory=list)
+    incoming_dir: str | None = Field(None, description="landing folder; default <state>/incoming")
+    columns: ColumnMapping = ColumnMapping()
+    encoding: str = "utf-8"
+
+    @field_validator("sources", mode="before")
+    @classmethod
+    def _coerce(cls, value: Any) -> Any:
+        return [_coerce_source(v) for v in value] if isinstance(value, list) else value
+
+
+class CleaningConfig(_Strict):
+    """Row-level normalisation and filtering; every dropped row is quarantined with a reason."""
+
+    fix_unicode: bool = True
+    strip_mojibake: bool = True
+    urls: Literal["keep", "replace", "remove"] = "replace"
+    url_token: str = "<url>"
+    mentions: Literal["keep", "replace", "remove"] = "replace"
+    mention_token: str = "@user"
+    lowercase_labels: bool = True
+    min_confidence: float | None = Field(None, ge=0.0, le=1.0)
+    min_chars: int = Field(1, ge=1)
+    max_chars: int = Field(1000, ge=1)
+    near_duplicate_threshold: float | None = Field(0.9, gt=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> CleaningConfig:
+        if self.min_chars > self.max_chars:
+            raise ValueError(
+                f"cleaning.min_chars ({self.min_chars}) is larger than "
+                f"cleaning.max_chars ({self.max_chars})"
+            )
+        return self
+
+
+class QualityConfig(_Strict):
+    """Thresholds of the blocking quality gates."""
+
+    min_label_share: float = Field(0.05, ge=0.0, lt=1.0)
+    max_truncation_rate: float = Field(0.02, ge=0.0, le=1.0)
+
+
+class SplitConfig(_Strict):
+    """Seeded, stratified train/validation/test split."""
+
+    validation: float = Field(0.1, gt=0.0, lt=0.5)
+    test: float = Field(0.1, gt=0.0, lt=0.5)
+    seed: int = 42
+
+    @model_validator(mode="after")
+    def _leaves_training_rows(self) -> SplitConfig:
+        if self.validation + self.test >= 0.9:
+            raise ValueError(
+                "split.validation + split.test must stay below 0.9 to leave rows to train on, "
+                f"got {self.validation} + {self.test}"
+            )
+        return self
+
+
+class PromptConfig(_Strict):
+    """How a row becomes a chat conversation for the base model's chat template."""
+
+    system: str | None = None
+    template: str = "{text}"
+
+
+class ModelConfig(_Strict):
+    """The base model: bundled:<name>, a Hugging Face id, or a local folder."""
+
+    base: str = "bundled:smollm2-135m-instruct"
+    max_length: int = Field(256, ge=8, le=32768)
+
+
+class LoraConfig(_Strict):
+    """LoRA hyperparameters (translated to peft.LoraConfig in one place)."""
+
+    r: int = Field(16, ge=1)
+    alpha: int = Field(32, ge=1)
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    target_modules: list[str] | Literal["all-linear"] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"]
+    )
+
+
+class TrainingConfig(_Strict):
+    """Optimisation settings for the adapter."""
+
+    learning_rate: float = Field(2e-4, gt=0.0, lt=1.0)
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "cosine"
+    warmup_ratio: float = Field(0.05, ge=0.0, lt=1.0)
+    batch_size: int = Field(8, ge=1)
+    gradient_accumulation: int = Field(1, ge=1)
+    epochs: float = Field(1.0, gt=0.0)
+    max_steps: int | None = Field(None, ge=1)
+    max_train_rows: int | None = Field(None, ge=1)
+    max_val_rows: int | None = Field(300, ge=1)
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    eval_every: int = Field(50, ge=1)
+    checkpoint_every: int = Field(50, ge=1)
+    early_stopping_patience: int | None = Field(3, ge=1)
+    seed: int = 42
+
+
+class EvaluationConfig(_Strict):
+    """The promotion gate and evaluation sizes."""
+
+    min_f1_gain: float = Field(0.0, ge=-1.0, le=1.0)
+    max_test_rows: int | None = Field(None, ge=1)
+    bootstrap_samples: int = Field(1000, ge=100)
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)
+    max_generation_rows: int = Field(100, ge=1)
+    max_new_tokens: int = Field(64, ge=1)
