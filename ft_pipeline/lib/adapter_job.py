@@ -20,7 +20,7 @@ from ft_pipeline.lib.modeling import pick_device, pick_dtype
 from ft_pipeline.lib.models import load_tokenizer, resolve_base_model
 from ft_pipeline.lib.splits import sample_indices
 from ft_pipeline.lib.state import StatePaths
-from ft_pipeline.lib.tracking import Tracker, flatten
+from ft_pipeline.lib.tracking import Tracker, flatten, lineage_tags
 from ft_pipeline.lib.training import StepLog, train_adapter
 from ft_pipeline.recipe import Recipe
 
@@ -91,10 +91,7 @@ def fit_adapter(
     log(f"training adapter {key} on {len(train_ds)} rows ({dev}, {dtype or 'fp32'})")
     run_tags = {
         **tags,
-        "ft_pipeline.adapter_key": key,
-        "ft_pipeline.recipe": recipe.name,
-        "ft_pipeline.recipe_hash": recipe.content_hash(),
-        "ft_pipeline.data_version": manifest["data_version"],
+        **lineage_tags(recipe.name, recipe.content_hash(), manifest["data_version"], key),
     }
     with tracker.run(f"train-{recipe.name}-{key}", run_tags) as run_id:
         tracker.log_params(run_id, flatten(recipe.model_dump(mode="json"), "recipe."))

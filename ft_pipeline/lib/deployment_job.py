@@ -11,7 +11,7 @@ from ft_pipeline.lib.models import load_tokenizer, resolve_base_model
 from ft_pipeline.lib.rendering import encode_prompts
 from ft_pipeline.lib.serving import log_and_register
 from ft_pipeline.lib.state import StatePaths
-from ft_pipeline.lib.tracking import Tracker
+from ft_pipeline.lib.tracking import Tracker, lineage_tags
 from ft_pipeline.recipe import Recipe
 
 KEY_TAG = "ft_pipeline.adapter_key"
@@ -67,7 +67,8 @@ def deploy(
         metric = result["gate"]["metric"]
         metrics = {metric: result["models"]["fine-tuned"][metric]}
         mlflow.set_tracking_uri(tracking_uri)
-        run_tags = {**tags, KEY_TAG: key, "ft_pipeline.recipe": recipe.name}
+        lineage = lineage_tags(recipe.name, recipe.content_hash(), info["data_version"], key)
+        run_tags = {**tags, **lineage}
         with (
             tracker.run(f"deploy-{recipe.name}-{key}", run_tags) as run_id,
             mlflow.start_run(run_id=run_id),

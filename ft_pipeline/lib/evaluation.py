@@ -31,6 +31,7 @@ from ft_pipeline.lib.scoring import (
     score_labels,
 )
 from ft_pipeline.lib.splits import sample_indices
+from ft_pipeline.lib.tracking import Tracker, lineage_tags
 from ft_pipeline.recipe import Recipe
 
 RESULT_FILE = "result.json"
@@ -192,3 +193,29 @@ def write_report(result: dict[str, Any], out_dir: Path) -> Path:
 def read_result(out_dir: Path) -> dict[str, Any] | None:
     path = out_dir / RESULT_FILE
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def log_evaluation(
+    tracker: Tracker,
+    recipe: Recipe,
+    result: dict[str, Any],
+    info: dict[str, Any],
+    out_dir: Path,
+    tags: dict[str, str],
+) -> str:
+    """An MLflow run with every model's metrics, the gate and the report folder."""
+    run_tags = {
+        **tags,
+        **lineage_tags(recipe.name, recipe.content_hash(), info["data_version"], info["key"]),
+        "ft_pipeline.train_run_id": info["mlflow_run_id"],
+    }
+    with tracker.run(f"evaluate-{recipe.name}-{info['key']}", run_tags) as run_id:
+        flat = {
+            f"{model}.{name}": value
+            for model, values in result["models"].items()
+            for name, value in values.items()
+            if isinstance(value, int | float)
+        }
+        tracker.log_metrics(run_id, {**flat, "gate_passed": float(result["gate"]["passed"])})
+        tracker.log_artifacts(run_id, out_dir, "evaluation")
+    return run_id

@@ -37,6 +37,16 @@ def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     return flat
 
 
+def lineage_tags(recipe_name: str, recipe_hash: str, data_version: str, key: str) -> dict:
+    """Tags that tie a run to its recipe, data and adapter (on every run we create)."""
+    return {
+        f"{TAG_PREFIX}recipe": recipe_name,
+        f"{TAG_PREFIX}recipe_hash": recipe_hash,
+        f"{TAG_PREFIX}data_version": data_version,
+        f"{TAG_PREFIX}adapter_key": key,
+    }
+
+
 def _process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -15,7 +15,13 @@ from ft_pipeline.defs.resources import (
 )
 from ft_pipeline.defs.training.adapter import fine_tuned_adapter
 from ft_pipeline.lib.adapter_job import read_info
-from ft_pipeline.lib.evaluation import evaluate, gate, read_result, write_report
+from ft_pipeline.lib.evaluation import (
+    evaluate,
+    gate,
+    log_evaluation,
+    read_result,
+    write_report,
+)
 from ft_pipeline.lib.registry import champion_metrics
 from ft_pipeline.lib.tokenized import load_tokenized
 
@@ -72,22 +78,7 @@ def evaluation_report(
     result.update(adapter_key=key, data_version=info["data_version"])
     result["gate"] = gate(result, r, champion_metrics(tracker.client, r.model_name))
     report = write_report(result, out_dir)
-    with tracker.run(
-        f"evaluate-{r.name}-{key}",
-        {
-            **run_tags(context),
-            "ft_pipeline.adapter_key": key,
-            "ft_pipeline.train_run_id": info["mlflow_run_id"],
-        },
-    ) as run_id:
-        flat = {
-            f"{m}.{k}": v
-            for m, vals in result["models"].items()
-            for k, v in vals.items()
-            if isinstance(v, int | float)
-        }
-        tracker.log_metrics(run_id, {**flat, "gate_passed": float(result["gate"]["passed"])})
-        tracker.log_artifacts(run_id, out_dir, "evaluation")
+    run_id = log_evaluation(tracker, r, result, info, out_dir, run_tags(context))
     metric = result["gate"]["metric"]
     scores = {name: float(m[metric]) for name, m in result["models"].items()}
     context.log.info(
