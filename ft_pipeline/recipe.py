@@ -98,6 +98,14 @@ class Recipe(_Strict):
             raise ValueError(f"aliases map to unknown labels {bad}; allowed targets: {labels}")
         return aliases
 
+    @field_validator("model")
+    @classmethod
+    def _head(cls, model: ModelConfig, info: ValidationInfo) -> ModelConfig:
+        task = info.data.get("task")
+        if model.head == "classifier" and task != "classification":
+            raise ValueError(f"model.head 'classifier' needs task 'classification', got {task!r}")
+        return model
+
     @field_validator("prompt")
     @classmethod
     def _template(cls, prompt: PromptConfig, info: ValidationInfo) -> PromptConfig:

@@ -125,6 +125,9 @@ class ModelConfig(_Strict):
     """The base model: bundled:<name>, a Hugging Face id, or a local folder."""
 
     base: str = "bundled:smollm2-135m-instruct"
+    head: Literal["lm", "classifier"] = Field(
+        "lm", description="lm: next-token label scoring; classifier: a classification head"
+    )
     max_length: int = Field(256, ge=8, le=32768)
 
 

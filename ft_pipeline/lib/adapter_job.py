@@ -15,6 +15,7 @@ from typing import Any
 
 from datasets import DatasetDict
 
+from ft_pipeline.lib.heads import head_for, rows_for
 from ft_pipeline.lib.keys import adapter_key, base_model_hash, code_version, training_hash
 from ft_pipeline.lib.modeling import pick_device, pick_dtype
 from ft_pipeline.lib.models import load_tokenizer, resolve_base_model
@@ -135,8 +136,8 @@ def fit_adapter(
 
         result = train_adapter(
             base_dir,
-            list(zip(train_ds["input_ids"], train_ds["labels"], strict=True)),
-            list(zip(val_ds["input_ids"], val_ds["labels"], strict=True)),
+            rows_for(train_ds, head_for(recipe)),
+            rows_for(val_ds, head_for(recipe)),
             recipe,
             folder,
             pad_id=pad_id,

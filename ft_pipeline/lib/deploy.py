@@ -16,34 +16,51 @@ from typing import Any
 
 import torch
 
-from ft_pipeline.lib.modeling import collate, last_token_logprobs, load_causal_lm
+from ft_pipeline.lib.heads import Head, classifier_logits
+from ft_pipeline.lib.modeling import collate, last_token_logprobs
 from ft_pipeline.recipe import Recipe
 
 CONFIG_FILE = "ft_pipeline.json"
 CARD_FILE = "README.md"
+HEAD_TEXT = {
+    "lm": "the causal LM answers after the chat prompt; labels are scored by the log-"
+    "probabilities of their tokens",
+    "classifier": "a sequence-classification head on the pre-trained body (LoRA on the "
+    "body, head trained fully); labels are the softmax over its logits",
+}
 
 
 class MergeMismatch(RuntimeError):
     """The merged model's outputs differ from the adapter model's."""
 
 
+def _outputs(head: Head, model: Any, batch) -> torch.Tensor:
+    if head.name == "classifier":
+        return torch.log_softmax(classifier_logits(model, batch), dim=-1)
+    return last_token_logprobs(model, batch)
+
+
 @torch.inference_mode()
 def merge_and_verify(
+    head: Head,
     base_dir: str | Path,
     adapter_dir: Path,
-    prompts: Sequence[Sequence[int]],
+    inputs: Sequence[Sequence[int]],
     pad_id: int,
     atol: float = 1e-4,
 ) -> tuple[Any, float]:
-    """Merged float32 model and the largest |log-prob| difference seen on the prompts."""
+    """Merged float32 model and the largest |log-prob| difference seen on the inputs.
+
+    For the classifier head the trained head (peft `modules_to_save`) comes along."""
     from peft import PeftModel
 
     cpu = torch.device("cpu")
-    adapted = PeftModel.from_pretrained(load_causal_lm(base_dir, cpu), str(adapter_dir)).eval()
-    batch = collate(list(prompts), pad_id)
-    before = last_token_logprobs(adapted, batch)
+    torch.manual_seed(0)
+    adapted = PeftModel.from_pretrained(head.load(base_dir, cpu, pad_id), str(adapter_dir)).eval()
+    batch = collate(list(inputs), pad_id)
+    before = _outputs(head, adapted, batch)
     merged = adapted.merge_and_unload().eval()
-    after = last_token_logprobs(merged, batch)
+    after = _outputs(head, merged, batch)
     diff = float((before - after).abs().max())
     if not torch.allclose(before, after, atol=atol):
         raise MergeMismatch(f"merged model differs from the adapter model by {diff:.2e} > {atol}")
@@ -62,8 +79,8 @@ def model_card(recipe: Recipe, result: dict[str, Any], info: dict[str, Any]) -> 
     return f"""# {recipe.model_name}
 
 Fine-tuned from `{recipe.model.base}` with LoRA (r={recipe.lora.r}, alpha={recipe.lora.alpha})
-by ft_pipeline, recipe `{recipe.name}` (hash `{recipe.content_hash()}`), head `lm`
-(label scored by next-token log-probabilities), task `{recipe.task}`.
+by ft_pipeline, recipe `{recipe.name}` (hash `{recipe.content_hash()}`), task `{recipe.task}`,
+head `{recipe.model.head}`: {HEAD_TEXT[recipe.model.head]}.
 
 - labels: {", ".join(recipe.labels) or "n/a"}
 - data version: `{info["data_version"]}`; adapter key `{info["key"]}`
@@ -96,7 +113,7 @@ def write_model_folder(
     config = {
         "recipe": recipe.model_dump(mode="json"),
         "labels": recipe.labels,
-        "head": "lm",
+        "head": recipe.model.head,
         **extra,
     }
     (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2))

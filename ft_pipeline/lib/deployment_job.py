@@ -7,6 +7,7 @@ from typing import Any
 
 from ft_pipeline.lib import registry
 from ft_pipeline.lib.deploy import merge_and_verify, model_card, write_model_folder
+from ft_pipeline.lib.heads import head_for
 from ft_pipeline.lib.models import load_tokenizer, resolve_base_model
 from ft_pipeline.lib.rendering import encode_prompts
 from ft_pipeline.lib.serving import log_and_register
@@ -50,10 +51,15 @@ def deploy(
     if existing is None:
         tokenizer = load_tokenizer(recipe.model.base, paths.models)
         base_dir = resolve_base_model(recipe.model.base, paths.models, weights=True)
-        prompts = encode_prompts(EXAMPLES, recipe, tokenizer)
-        log(f"merging adapter {key} into {recipe.model.base}")
+        head = head_for(recipe)
+        if head.name == "classifier":
+            inputs = tokenizer(EXAMPLES, truncation=True, max_length=recipe.model.max_length)
+            inputs = inputs["input_ids"]
+        else:
+            inputs = encode_prompts(EXAMPLES, recipe, tokenizer)
+        log(f"merging adapter {key} into {recipe.model.base} ({head.name} head)")
         adapter_dir = paths.adapters(recipe.name) / key / "adapter"
-        merged, diff = merge_and_verify(base_dir, adapter_dir, prompts, tokenizer.pad_token_id)
+        merged, diff = merge_and_verify(head, base_dir, adapter_dir, inputs, tokenizer.pad_token_id)
         card = model_card(recipe, result, info)
         write_model_folder(
             merged,

@@ -154,6 +154,8 @@ def render_report(result: dict[str, Any]) -> str:
     out = [f"# Evaluation: {result.get('recipe', 'unnamed recipe')}", ""]
     facts = [
         ("Task", result.get("task")),
+        ("Head", result.get("head")),
+        ("Base model scored as", result.get("base_kind")),
         ("Labels", ", ".join(labels) if labels else None),
         ("Data version", result.get("data_version")),
         ("Adapter", result.get("adapter_key")),

@@ -19,24 +19,18 @@ from ft_pipeline.lib import metrics as M
 from ft_pipeline.lib.adapter_job import history, train_indices, val_indices
 from ft_pipeline.lib.baseline import predict_with_scores, train_tfidf_baseline
 from ft_pipeline.lib.eval_report import render_report
-from ft_pipeline.lib.modeling import load_causal_lm, pick_device, pick_dtype
+from ft_pipeline.lib.model_scores import BASE, TUNED, evaluate_models
+from ft_pipeline.lib.modeling import pick_device, pick_dtype
 from ft_pipeline.lib.models import load_tokenizer, resolve_base_model
 from ft_pipeline.lib.plots import plot_confusion_matrices, plot_loss_curves
-from ft_pipeline.lib.scoring import (
-    generate_answers,
-    label_tokens,
-    mean_answer_loss,
-    perplexity,
-    prompt_ids,
-    score_labels,
-)
+from ft_pipeline.lib.scoring import perplexity
 from ft_pipeline.lib.splits import sample_indices
 from ft_pipeline.lib.tracking import Tracker, lineage_tags
 from ft_pipeline.recipe import Recipe
 
 RESULT_FILE = "result.json"
 REPORT_FILE = "report.md"
-BASE, TUNED, TFIDF = "base", "fine-tuned", "tfidf"
+TFIDF = "tfidf"
 
 
 def primary_metric(recipe: Recipe) -> str:
@@ -90,56 +84,46 @@ def evaluate(
     device: str = "auto",
 ) -> dict[str, Any]:
     """Score all models, write plots + report.md + result.json into `out_dir`."""
-    from peft import PeftModel
-
     dev = pick_device(device)
-    dtype = pick_dtype(recipe.training.precision, dev)
     tokenizer = load_tokenizer(recipe.model.base, models_cache)
-    pad = tokenizer.pad_token_id
+    ctx = {
+        "device": dev,
+        "dtype": pick_dtype(recipe.training.precision, dev),
+        "pad": tokenizer.pad_token_id,
+        "progress": None,
+    }
     test = dataset["test"].select(test_indices(dataset, recipe))
     val = dataset["validation"].select(val_indices(dataset, recipe))
-    val_rows = list(zip(val["input_ids"], val["labels"], strict=True))
-    prompts = [prompt_ids(i, lab) for i, lab in zip(test["input_ids"], test["labels"], strict=True)]
-    model = load_causal_lm(resolve_base_model(recipe.model.base, models_cache, weights=True), dev)
+    base_dir = resolve_base_model(recipe.model.base, models_cache, weights=True)
+    log(
+        f"evaluating base and fine-tuned models on {len(test)} test rows ({recipe.model.head} head)"
+    )
+    ctx["progress"] = _throttled(log, "scoring")
+    outputs, losses, kind = evaluate_models(
+        base_dir, adapter_dir, recipe, tokenizer, test, val, ctx
+    )
     result: dict[str, Any] = {
         "recipe": recipe.name,
         "task": recipe.task,
+        "head": recipe.model.head,
+        "base_kind": kind,
         "labels": recipe.labels,
         "test_rows": len(test),
         "models": {},
     }
-    outputs = {}
     for name in (BASE, TUNED):
-        if name == TUNED:
-            model = PeftModel.from_pretrained(model, str(adapter_dir))
-        log(f"evaluating {name} model on {len(test)} test rows")
-        loss = mean_answer_loss(model, val_rows, pad, dev, dtype)
         if recipe.task == "classification":
-            probs = score_labels(
-                model,
-                prompts,
-                label_tokens(tokenizer, recipe.labels),
-                pad,
-                dev,
-                dtype,
-                progress=_throttled(log, name),
-            )
-            outputs[name] = [recipe.labels[i] for i in probs.argmax(axis=1)]
-            result["models"][name] = M.classification_metrics(
-                test["label"], outputs[name], recipe.labels
-            )
+            metrics = M.classification_metrics(test["label"], outputs[name], recipe.labels)
         else:
-            n = min(len(test), recipe.evaluation.max_generation_rows)
-            answers = generate_answers(
-                model, tokenizer, prompts[:n], dev, recipe.evaluation.max_new_tokens
-            )
-            refs = list(test["response"][:n])
-            result["models"][name] = {
-                "exact_match": M.exact_match(answers, refs),
-                "token_f1": M.token_f1(answers, refs),
-                "n": n,
+            refs = list(test["response"][: len(outputs[name])])
+            metrics = {
+                "exact_match": M.exact_match(outputs[name], refs),
+                "token_f1": M.token_f1(outputs[name], refs),
+                "n": len(refs),
             }
-        result["models"][name].update(val_loss=loss, perplexity=perplexity(loss))
+        # Perplexity only means something for the LM head's token-level loss.
+        ppl = perplexity(losses[name]) if recipe.model.head == "lm" else None
+        result["models"][name] = {**metrics, "val_loss": losses[name], "perplexity": ppl}
     if recipe.task == "classification":
         _classical_and_stats(result, outputs, dataset, test, recipe)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -159,3 +159,26 @@ def encode_prompts(
             ids = _ids(tokenizer, [render(tokenizer, *conversation(row, recipe))[0]])[0]
         out.append(ids)
     return out
+
+
+def encode_plain(rows: pd.DataFrame, recipe: Recipe, tokenizer: Any) -> EncodedRows:
+    """Classifier head: the raw text with the model's own special tokens; the target is
+    the label id, so only the input can be cut (and is marked truncated)."""
+    texts = rows["text"].tolist()
+    max_length = recipe.model.max_length
+    full = tokenizer(texts, add_special_tokens=True)["input_ids"] if texts else []
+    cut = (
+        tokenizer(texts, add_special_tokens=True, truncation=True, max_length=max_length)[
+            "input_ids"
+        ]
+        if texts
+        else []
+    )
+    kept = rows.assign(
+        input_ids=cut,
+        labels=[[] for _ in texts],
+        n_tokens=[len(ids) for ids in cut],
+        n_answer_tokens=0,
+        truncated=[len(ids) > max_length for ids in full],
+    )
+    return EncodedRows(kept, pd.DataFrame(columns=[*rows.columns, "reason_code", "reason"]))

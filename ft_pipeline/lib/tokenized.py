@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from datasets import Dataset, DatasetDict, load_from_disk
 
-from ft_pipeline.lib.rendering import IGNORE_INDEX, encode_rows
+from ft_pipeline.lib.rendering import IGNORE_INDEX, encode_plain, encode_rows
 from ft_pipeline.lib.splits import SPLITS, assign_splits, join_partitions, leaking_keys
 from ft_pipeline.recipe import Recipe
 
@@ -48,7 +48,8 @@ def build_tokenized(
     split, stratified = assign_splits(
         joined.rows, recipe.split.validation, recipe.split.test, recipe.split.seed, stratify
     )
-    encoded = encode_rows(joined.rows.assign(split=split), recipe, tokenizer)
+    encode = encode_plain if recipe.model.head == "classifier" else encode_rows
+    encoded = encode(joined.rows.assign(split=split), recipe, tokenizer)
     rows = encoded.rows
     if recipe.task == "classification":
         rows["label_id"] = rows["label"].map(recipe.labels.index).astype("int64")
@@ -96,8 +97,11 @@ def split_summary(dataset: DatasetDict, task: str) -> dict[str, Any]:
     return {"split_sizes": sizes, "token_length": pct, "label_distribution": labels}
 
 
-def rows_without_answer_tokens(dataset: Dataset) -> int:
-    """Training rows whose labels are all masked (nothing to learn from)."""
+def rows_without_answer_tokens(dataset: Dataset, head: str = "lm", n_labels: int = 0) -> int:
+    """Training rows with nothing to learn from: all labels masked (lm head), or a label id
+    outside the label set (classifier head)."""
+    if head == "classifier":
+        return sum(not 0 <= i < n_labels for i in dataset["label_id"])
     return sum(all(t == IGNORE_INDEX for t in labels) for labels in dataset["labels"])
 
 

@@ -1,7 +1,8 @@
 """The LoRA training loop: answer-only loss, checkpoints, exact resume, early stopping.
 
 Design choices, each for a measured reason (see bench/):
-- the LM head runs only at answer positions (`modeling.answer_loss`);
+- the LM head runs only at answer positions (`modeling.answer_loss`); a classifier head
+  (`heads.Head`) trains on cross-entropy over labels instead;
 - dynamic padding with length-grouped batches (`batching.epoch_batches`);
 - bf16 autocast where the hardware has it, fp32 master weights for the LoRA parameters;
 - the batch order is a pure function of the seed, and checkpoints hold the optimizer,
@@ -22,11 +23,8 @@ import torch
 
 from ft_pipeline.lib import checkpoints
 from ft_pipeline.lib.batching import epoch_batches
-from ft_pipeline.lib.modeling import answer_loss, collate, load_causal_lm
-from ft_pipeline.lib.scoring import mean_answer_loss
+from ft_pipeline.lib.heads import Row, head_for, mean_loss
 from ft_pipeline.recipe import Recipe
-
-Row = tuple[Sequence[int], Sequence[int]]  # (input_ids, labels)
 
 
 class TrainingDiverged(RuntimeError):
@@ -78,12 +76,13 @@ def peft_config(recipe: Recipe):
     from peft import LoraConfig, TaskType
 
     lora = recipe.lora
+    # SEQ_CLS makes peft train the classification head fully (modules_to_save).
     return LoraConfig(
         r=lora.r,
         lora_alpha=lora.alpha,
         lora_dropout=lora.dropout,
         target_modules=lora.target_modules,
-        task_type=TaskType.CAUSAL_LM,
+        task_type=TaskType[head_for(recipe).task_type],
     )
 
 
@@ -102,6 +101,7 @@ class _Loop:
         from transformers import get_scheduler
 
         self.model, self.recipe, self.train, self.val = model, recipe, train, val
+        self.head = head_for(recipe)
         self.pad_id, self.device, self.dtype = pad_id, device, dtype
         self.ckpt_dir = out_dir / "checkpoints"
         t = recipe.training
@@ -130,7 +130,7 @@ class _Loop:
         self.best = _trainable(model)
 
     def validate(self) -> float:
-        loss = mean_answer_loss(self.model, self.val, self.pad_id, self.device, self.dtype)
+        loss = mean_loss(self.head, self.model, self.val, self.pad_id, self.device, self.dtype)
         self.model.train()
         return loss
 
@@ -186,7 +186,7 @@ def train_adapter(
 
     t = recipe.training
     torch.manual_seed(t.seed)
-    model = get_peft_model(load_causal_lm(base_dir, device), peft_config(recipe))
+    model = get_peft_model(head_for(recipe).load(base_dir, device, pad_id), peft_config(recipe))
     loop = _Loop(model, recipe, train, val, pad_id, device, dtype, out_dir)
     resumed_from = None
     if (last := checkpoints.latest(loop.ckpt_dir)) is not None:
@@ -211,11 +211,11 @@ def train_adapter(
         step_start, losses, tokens = time.monotonic(), [], 0
         for _ in range(t.gradient_accumulation):
             epoch, index, rows = next(batches)
-            batch = collate([train[i][0] for i in rows], pad_id, [train[i][1] for i in rows])
+            batch = loop.head.collate([train[i] for i in rows], pad_id)
             with torch.autocast(
                 device.type, dtype=dtype or torch.float32, enabled=dtype is not None
             ):
-                loss, _ = answer_loss(model, batch.to(device))
+                loss, _ = loop.head.loss(model, batch.to(device))
             (loss / t.gradient_accumulation).backward()
             losses.append(loss.detach().item())
             tokens += batch.n_tokens

@@ -54,7 +54,7 @@ def tokenized_dataset_quality(
             "too_long_rows": manifest["too_long_rows"],
         },
     )
-    empty = rows_without_answer_tokens(dataset["train"])
+    empty = rows_without_answer_tokens(dataset["train"], r.model.head, len(r.labels))
     yield dg.AssetCheckResult(
         check_name="tokenized_dataset_answer_tokens_present",
         passed=empty == 0 and len(dataset["train"]) > 0,
