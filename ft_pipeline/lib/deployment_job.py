@@ -9,8 +9,8 @@ from ft_pipeline.lib import registry
 from ft_pipeline.lib.deploy import merge_and_verify, model_card, write_model_folder
 from ft_pipeline.lib.heads import head_for
 from ft_pipeline.lib.models import load_tokenizer, resolve_base_model
+from ft_pipeline.lib.registration import log_and_register
 from ft_pipeline.lib.rendering import encode_prompts
-from ft_pipeline.lib.serving import log_and_register
 from ft_pipeline.lib.state import StatePaths
 from ft_pipeline.lib.tracking import Tracker, lineage_tags
 from ft_pipeline.recipe import Recipe

@@ -1,37 +1,44 @@
 """Serving: a deployment folder as an MLflow pyfunc model that returns label probabilities.
 
-A deployment folder holds a merged causal LM (`save_pretrained` output), its tokenizer and
-`ft_pipeline.json` (`{"recipe": ..., "labels": [...], "head": "lm"}`). `LabelModel` wraps it
-so `mlflow models serve` and `mlflow.pyfunc.load_model` score texts exactly like evaluation
-does: same chat template, one forward pass, probabilities over the labels (no generated text
-is parsed). `predict_folder` runs the same code path in-process, without MLflow, so a
-registered model can be checked against the folder it came from.
+A deployment folder holds a merged model (`save_pretrained` output), its tokenizer and
+`ft_pipeline.json` (`{"recipe": ..., "labels": [...], "head": "lm" | "classifier"}`).
+`LabelModel` wraps it so `mlflow models serve` and `mlflow.pyfunc.load_model` score texts
+exactly like evaluation does, with the same output for both heads (`label` plus one
+`score_<label>` probability per label):
+
+- `lm`: a causal LM; the text goes through the recipe's chat template and the labels are
+  scored from one forward pass (no generated text is parsed). Instruction/chat recipes
+  answer with a `response` column instead.
+- `classifier`: an `AutoModelForSequenceClassification` (decoder or encoder); the raw text is
+  tokenized with the model's own special tokens (no chat template, as in training) and the
+  classification logits are softmaxed over the labels.
+
+`predict_folder` runs the same code path in-process, without MLflow, so a registered model
+can be checked against the folder it came from.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import mlflow
+import numpy as np
 import pandas as pd
 import torch
-from mlflow.entities.model_registry import ModelVersion
-from mlflow.models import infer_signature
 
-from ft_pipeline.lib import modeling, scoring
-from ft_pipeline.lib.registry import METRIC_TAG_PREFIX
+from ft_pipeline.lib import heads, modeling, scoring
 from ft_pipeline.lib.rendering import encode_prompts
 from ft_pipeline.recipe import Recipe, parse_recipe
 
 MANIFEST = "ft_pipeline.json"
 ARTIFACT_KEY = "model"
 SCORE_PREFIX = "score_"
+HEADS = ("lm", "classifier")
+CLASSIFIER_BATCH_SIZE = 32
 # What the model needs at load time besides ft_pipeline itself (which must be importable
 # where the model is served: the pickled LabelModel refers to this module by name).
 RUNTIME_PACKAGES = (
@@ -55,7 +62,8 @@ class _Loaded:
     tokenizer: Any
     recipe: Recipe
     labels: list[str]
-    tokens: scoring.LabelTokens | None
+    head: str
+    tokens: scoring.LabelTokens | None  # lm head, classification recipes only
     device: torch.device
     dtype: torch.dtype | None
     pad_id: int
@@ -71,38 +79,93 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
     if missing:
         raise ValueError(f"{path}: missing keys {missing}")
     head = manifest.get("head", "lm")
-    if head != "lm":
-        raise ValueError(f"{path}: head {head!r} is not supported, only 'lm'")
+    if head not in HEADS:
+        raise ValueError(f"{path}: head {head!r} is not supported; supported heads: {HEADS}")
     task = manifest["recipe"].get("task", "classification")
+    if head == "classifier" and task != "classification":
+        raise ValueError(f"{path}: head 'classifier' needs task 'classification', got {task!r}")
     if task == "classification" and len(manifest["labels"]) < 2:
         raise ValueError(f"{path}: needs at least two labels, got {manifest['labels']}")
     return manifest
 
 
+def _load_classifier(folder: Path, labels: list[str], device: torch.device) -> Any:
+    """A float32 sequence classifier from the folder, checked against the manifest's labels.
+
+    The manifest's labels name the logits' columns, so a head of another size, or one whose
+    `id2label` names the labels in another order, would silently mislabel every row.
+    """
+    from transformers import AutoModelForSequenceClassification
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    model = AutoModelForSequenceClassification.from_pretrained(str(folder), dtype=torch.float32)
+    n_labels = int(model.config.num_labels)
+    if n_labels != len(labels):
+        raise ValueError(
+            f"{folder}: the classifier has {n_labels} outputs but {MANIFEST} lists "
+            f"{len(labels)} labels {labels}"
+        )
+    names = [str(model.config.id2label[i]) for i in range(n_labels)]
+    if names != labels and names != [f"LABEL_{i}" for i in range(n_labels)]:
+        raise ValueError(
+            f"{folder}: the classifier's id2label {names} does not match the labels "
+            f"{labels} in {MANIFEST}"
+        )
+    return model.to(device)
+
+
+def _ensure_pad(tokenizer: Any, model: Any) -> int:
+    """The pad id, set on both tokenizer and model config where missing (eos as pad).
+
+    Decoder tokenizers often have no pad token, and a decoder classifier finds each row's
+    last real token through `config.pad_token_id`, so both must agree on one.
+    """
+    if tokenizer.pad_token_id is None:
+        if tokenizer.eos_token is None:
+            raise ValueError("the tokenizer has neither a pad nor an eos token to pad with")
+        tokenizer.pad_token = tokenizer.eos_token
+    if getattr(model.config, "pad_token_id", None) is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    return int(tokenizer.pad_token_id)
+
+
+def _label_tokens(
+    tokenizer: Any, recipe: Recipe, head: str, labels: list[str]
+) -> scoring.LabelTokens | None:
+    """Label tokens for lm-head classification; None where labels are not scored as tokens."""
+    if head != "lm" or recipe.task != "classification":
+        return None
+    return scoring.label_tokens(tokenizer, labels)
+
+
 def _load_folder(folder: str | Path, device_preference: str = "auto") -> _Loaded:
-    """Load tokenizer, model, recipe and label tokens from a deployment folder."""
+    """Load tokenizer, model (for the manifest's head), recipe and label tokens."""
     from transformers import AutoTokenizer
 
     folder = Path(folder)
     manifest = read_manifest(folder)
     recipe = parse_recipe(manifest["recipe"], origin=str(folder / MANIFEST))
     labels = [str(label) for label in manifest["labels"]]
+    head = manifest.get("head", "lm")
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
     device = modeling.pick_device(device_preference)
-    model = modeling.load_causal_lm(folder, device)
+    if head == "classifier":
+        model = _load_classifier(folder, labels, device)
+    else:
+        model = modeling.load_causal_lm(folder, device)
     model.eval()
-    pad_id = tokenizer.pad_token_id
-    if pad_id is None:
-        pad_id = tokenizer.eos_token_id
+    pad_id = _ensure_pad(tokenizer, model)
     return _Loaded(
         model=model,
         tokenizer=tokenizer,
         recipe=recipe,
         labels=labels,
-        tokens=scoring.label_tokens(tokenizer, labels) if recipe.task == "classification" else None,
+        head=head,
+        tokens=_label_tokens(tokenizer, recipe, head, labels),
         device=device,
         dtype=modeling.pick_dtype("auto", device),
-        pad_id=int(pad_id),
+        pad_id=pad_id,
     )
 
 
@@ -148,27 +211,46 @@ def _generate(loaded: _Loaded, texts: list[str]) -> pd.DataFrame:
     return pd.DataFrame({"response": pd.Series(answers, dtype=object)})
 
 
+def _lm_probs(loaded: _Loaded, texts: list[str]) -> np.ndarray:
+    """lm head: label probabilities from the chat-templated prompt, one forward pass."""
+    assert loaded.tokens is not None  # lm head + classification: set in _load_folder
+    prompts = encode_prompts(texts, loaded.recipe, loaded.tokenizer)
+    return scoring.score_labels(
+        loaded.model, prompts, loaded.tokens, loaded.pad_id, loaded.device, dtype=loaded.dtype
+    )
+
+
+def _classifier_probs(loaded: _Loaded, texts: list[str]) -> np.ndarray:
+    """classifier head: softmax of the logits over the labels, from the raw texts.
+
+    No chat template: the text is tokenized with the model's own special tokens and cut to
+    `max_length`, exactly as `rendering.encode_plain` did for training.
+    """
+    ids = loaded.tokenizer(texts, truncation=True, max_length=loaded.recipe.model.max_length)[
+        "input_ids"
+    ]
+    return heads.classifier_probs(
+        loaded.model, ids, loaded.pad_id, loaded.device, loaded.dtype, CLASSIFIER_BATCH_SIZE
+    )
+
+
+def _label_frame(labels: list[str], probs: np.ndarray) -> pd.DataFrame:
+    """`label` (the argmax) then one float64 `score_<label>` column per label, in order."""
+    columns = [f"{SCORE_PREFIX}{label}" for label in labels]
+    out = pd.DataFrame(probs.astype(np.float64), columns=columns)
+    out.insert(0, "label", pd.Series([labels[i] for i in probs.argmax(axis=1)], dtype=object))
+    return out
+
+
 def _predict(loaded: _Loaded, texts: list[str]) -> pd.DataFrame:
     """Label probabilities for texts: `label` (argmax) and one `score_<label>` per label."""
-    if loaded.tokens is None:
+    if loaded.head == "lm" and loaded.tokens is None:
         return _generate(loaded, texts)
-    columns = [f"{SCORE_PREFIX}{label}" for label in loaded.labels]
     if not texts:
-        empty = {"label": pd.Series([], dtype=object)}
-        empty.update({c: pd.Series([], dtype="float64") for c in columns})
-        return pd.DataFrame(empty)
-    prompts = encode_prompts(texts, loaded.recipe, loaded.tokenizer)
-    probs = scoring.score_labels(
-        loaded.model,
-        prompts,
-        loaded.tokens,  # classification: set in _load_folder
-        loaded.pad_id,
-        loaded.device,
-        dtype=loaded.dtype,
-    )
-    out = pd.DataFrame(probs, columns=columns)
-    out.insert(0, "label", [loaded.labels[i] for i in probs.argmax(axis=1)])
-    return out
+        return _label_frame(loaded.labels, np.zeros((0, len(loaded.labels))))
+    if loaded.head == "classifier":
+        return _label_frame(loaded.labels, _classifier_probs(loaded, texts))
+    return _label_frame(loaded.labels, _lm_probs(loaded, texts))
 
 
 class LabelModel(mlflow.pyfunc.PythonModel):
@@ -202,58 +284,3 @@ class LabelModel(mlflow.pyfunc.PythonModel):
 def predict_folder(folder: str | Path, texts: Sequence[str]) -> pd.DataFrame:
     """Predict straight from a deployment folder, in-process (same path as `LabelModel`)."""
     return LabelModel().load_folder(folder).predict(None, list(texts))
-
-
-def runtime_requirements() -> list[str]:
-    """Pinned pip requirements of the serving runtime (ft_pipeline itself excluded)."""
-    pins = []
-    for name in RUNTIME_PACKAGES:
-        try:
-            # Drop a local version label (torch 2.13.0+cpu): the pin must resolve on PyPI.
-            pins.append(f"{name}=={version(name).split('+')[0]}")
-        except PackageNotFoundError:
-            pins.append(name)
-    return pins
-
-
-def log_and_register(
-    folder: str | Path,
-    registered_name: str,
-    run_tags: Mapping[str, Any],
-    metrics: Mapping[str, float],
-    input_example_texts: Sequence[str],
-) -> ModelVersion:
-    """Log a deployment folder as a pyfunc model and register it as a new version.
-
-    Runs inside the active MLflow run (or a new one). The version is tagged with the metrics
-    (`ft_pipeline.metric.<name>`) so a later promotion gate can compare against the champion
-    without going back to the run. Returns the new ModelVersion (tags included).
-    """
-    folder = Path(folder)
-    texts = list(input_example_texts)
-    if not texts:
-        raise ValueError("input_example_texts must hold at least one text")
-    example = pd.DataFrame({"text": pd.Series(texts, dtype=object)})
-    signature = infer_signature(example, predict_folder(folder, texts))
-    run = mlflow.active_run()
-    with nullcontext(run) if run is not None else mlflow.start_run():
-        if run_tags:
-            mlflow.set_tags({k: str(v) for k, v in run_tags.items()})
-        info = mlflow.pyfunc.log_model(
-            name=ARTIFACT_KEY,
-            python_model=LabelModel(),
-            artifacts={ARTIFACT_KEY: str(folder)},
-            signature=signature,
-            input_example=example,
-            registered_model_name=registered_name,
-            pip_requirements=runtime_requirements(),
-        )
-    if info.registered_model_version is None:
-        raise RuntimeError(f"MLflow did not register a version of {registered_name!r}")
-    version_id = str(info.registered_model_version)
-    client = mlflow.MlflowClient()
-    for key, value in metrics.items():
-        client.set_model_version_tag(
-            registered_name, version_id, f"{METRIC_TAG_PREFIX}{key}", repr(float(value))
-        )
-    return client.get_model_version(registered_name, version_id)
