@@ -18,7 +18,7 @@ export DAGSTER_HOME := $(FT_HOME)/dagster
 export HF_HUB_OFFLINE := 1
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: install run test ui mlflow-ui serve lint format status clean
+.PHONY: install run test ui mlflow-ui serve predict rollback bench lint format status clean
 
 $(STAMP): pyproject.toml requirements-bundled.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -67,6 +67,10 @@ predict: $(STAMP)
 
 rollback: $(STAMP)
 	$(BIN)/ft-pipeline rollback
+
+# Benchmarks: by hand, never in the test suite (they take minutes and print ratios/tables).
+bench: $(STAMP)
+	$(BIN)/python bench/quality_vs_cost.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,0 +1,93 @@
+"""Ingest files dropped into the landing folder: `ingest_job` and `landing_sensor`.
+
+Landing convention: every supported file (`.csv`, `.tsv`, `.jsonl`, `.ndjson`, `.json`,
+`.parquet`, `.pq`) directly in the landing folder (`<state>/incoming`, or the recipe's
+`data.incoming_dir`) becomes the partition `incoming:<file name>` of `raw_data` and
+`cleaned_data`. Write a file somewhere else, or under a name that starts with `.` or `_` or
+ends in `.tmp`/`.part`/`.partial`/`.crdownload`, and rename it into place when it is complete
+(a rename within one filesystem is atomic): a half-written file is never picked up. Other file
+types, sub-folders and names Dagster cannot use as partition keys (containing `...` or control
+characters) are ignored.
+
+Each file version (its SHA-256) is ingested once: touching a file does nothing, rewriting it
+with new bytes starts a new run, and the run key `<partition>@<sha256[:16]>` stops the same
+version from running twice, even if the sensor cursor is lost. A deleted file is forgotten by
+the sensor; its partition and materializations stay.
+"""
+
+import dagster as dg
+
+from ft_pipeline.defs.partitions import source_partitions
+from ft_pipeline.defs.resources import RecipeResource, StateResource
+from ft_pipeline.lib import landing
+
+SHA_TAG = "ft_pipeline/file_sha256"
+
+# An asset selection includes the checks of the selected assets, so the blocking checks of
+# raw_data and cleaned_data run (and gate cleaned_data) in every ingest run.
+ingest_job = dg.define_asset_job(
+    "ingest_source_file",
+    selection=dg.AssetSelection.assets("raw_data", "cleaned_data"),
+    partitions_def=source_partitions,
+    description="Read and clean one source file: raw_data, cleaned_data and their checks.",
+)
+
+
+def run_key(partition_key: str, sha256: str) -> str:
+    """One run per file version: Dagster skips a run request whose run key was used before."""
+    return f"{partition_key}@{sha256[:16]}"
+
+
+@dg.sensor(
+    job=ingest_job,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=15,
+)
+def landing_sensor(
+    context: dg.SensorEvaluationContext, state: StateResource, recipe: RecipeResource
+) -> dg.SensorResult:
+    """Start an ingest run for each new or changed file in the landing folder.
+
+    Changes are detected by content hash (see `ft_pipeline.lib.landing`); new partition keys
+    are added to `source_files` in the same tick. A tick with nothing to do still stores the
+    cursor, so deleted or touched files are not looked at again.
+    """
+    folder = recipe.landing(state)
+    result = landing.scan(folder, landing.parse_cursor(context.cursor))
+    cursor = landing.dump_cursor(result.cursor)
+    for name in result.unreadable:
+        context.log.warning(f"{folder / name}: cannot be read now; will retry next tick")
+    for name in result.rejected:
+        context.log.warning(f"{folder / name}: ignored, the name cannot be a partition key")
+
+    if not result.changed:
+        if result.folder_missing:
+            reason = f"landing folder {folder} does not exist"
+        else:
+            reason = f"no new or changed files among {result.checked} checked in {folder}"
+        return dg.SensorResult(skip_reason=dg.SkipReason(reason), cursor=cursor)
+
+    new_keys = [
+        f.key
+        for f in result.changed
+        if not context.instance.has_dynamic_partition(source_partitions.name, f.key)
+    ]
+    run_requests = [
+        dg.RunRequest(
+            partition_key=f.key,
+            run_key=run_key(f.key, f.sha256),
+            tags={SHA_TAG: f.sha256},
+        )
+        for f in result.changed
+    ]
+    context.log.info(
+        f"{len(run_requests)} file version(s) to ingest: "
+        + ", ".join(r.partition_key or "" for r in run_requests)
+    )
+    return dg.SensorResult(
+        run_requests=run_requests,
+        dynamic_partitions_requests=[source_partitions.build_add_request(new_keys)]
+        if new_keys
+        else [],
+        cursor=cursor,
+    )
