@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from ft_pipeline.defs.automation import ingest_job, landing_sensor
 from ft_pipeline.defs.data import assets as data_assets
 from ft_pipeline.defs.data import checks as data_checks
 from ft_pipeline.defs.deployment import assets as deployment_assets
@@ -29,6 +30,8 @@ _modules = [
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules(_modules),
     asset_checks=dg.load_asset_checks_from_modules(_modules),
+    jobs=[ingest_job],
+    sensors=[landing_sensor],
     resources={
         "state": StateResource(),
         "recipe": RecipeResource(),

@@ -82,6 +82,8 @@ def test_definitions_load_with_assets_checks_and_groups():
     assert checks["tokenized_dataset_no_leakage"].blocking
     groups = {k.to_user_string(): graph.get(k).group_name for k in graph.get_all_asset_keys()}
     assert groups["raw_data"] == "data" and groups["tokenized_dataset"] == "training"
+    repo = defs.get_repository_def()
+    assert repo.has_sensor_def("landing_sensor") and repo.has_job("ingest_source_file")
 
 
 def test_materialize_fixture_corpus_end_to_end(project: Project):
