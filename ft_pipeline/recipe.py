@@ -19,6 +19,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 # The sections are re-exported so that users import everything from ft_pipeline.recipe.
@@ -97,6 +98,19 @@ class Recipe(_Strict):
         if bad:
             raise ValueError(f"aliases map to unknown labels {bad}; allowed targets: {labels}")
         return aliases
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_head(cls, data: Any) -> Any:
+        """Classification defaults to the classifier head: bench/quality_vs_cost.py measured
+        it better and cheaper than next-token labels on the same rows (README, "Which head?")."""
+        if not isinstance(data, dict) or not isinstance(data.get("model") or {}, dict):
+            return data  # not a mapping: the field validators report it
+        model = dict(data.get("model") or {})
+        if model.get("head") is None:
+            task = data.get("task", "classification")
+            model["head"] = "classifier" if task == "classification" else "lm"
+        return {**data, "model": model}
 
     @field_validator("model")
     @classmethod

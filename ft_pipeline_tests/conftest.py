@@ -121,7 +121,7 @@ def write_recipe(directory: Path, base_model: Path, sources: list[str], **overri
         "quality": {"min_label_share": 0.1, "max_truncation_rate": 0.05},
         "split": {"validation": 0.15, "test": 0.15, "seed": 7},
         "prompt": {"system": "Classify.", "template": "Tweet: {text}\nSentiment:"},
-        "model": {"base": str(base_model), "max_length": 64},
+        "model": {"base": str(base_model), "max_length": 64, "head": "lm"},
     }
     for key, value in overrides.items():
         if isinstance(value, dict) and value and isinstance(recipe.get(key), dict):

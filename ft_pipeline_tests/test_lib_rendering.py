@@ -20,7 +20,8 @@ def tokenizer(tiny_model_dir):
 
 
 def _recipe(task: str, max_length: int = 64, **extra):
-    base = {"name": "r", "task": task, "model": {"base": "unused", "max_length": max_length}}
+    model = {"base": "unused", "max_length": max_length, "head": "lm"}
+    base = {"name": "r", "task": task, "model": model}
     if task == "classification":
         base |= {"labels": LABELS, "prompt": {"template": "Tweet: {text}\nSentiment:"}}
     if task == "instruction":

@@ -33,7 +33,7 @@ def setup(tiny_model_dir):
             "name": "t",
             "labels": LABELS,
             "prompt": {"template": "Tweet: {text}\nSentiment:"},
-            "model": {"base": str(tiny_model_dir), "max_length": 64},
+            "model": {"base": str(tiny_model_dir), "max_length": 64, "head": "lm"},
             "lora": {"r": 4, "alpha": 8, "dropout": 0.1},
             "training": {
                 "batch_size": 8,

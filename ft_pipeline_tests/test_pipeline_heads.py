@@ -85,3 +85,17 @@ def test_classifier_head_needs_a_classification_task(tmp_path, tiny_model_dir):
     )
     with pytest.raises(RecipeError, match=r"model\.head 'classifier' needs task 'classification'"):
         load_recipe(recipe)
+
+
+def test_head_defaults_follow_the_task():
+    from ft_pipeline.recipe import load_recipe, parse_recipe
+
+    assert parse_recipe({"name": "c", "labels": ["a", "b"]}).model.head == "classifier"
+    instruction = {"name": "i", "task": "instruction", "prompt": {"template": "{prompt}"}}
+    assert parse_recipe(instruction).model.head == "lm"
+    explicit = {"name": "c", "labels": ["a", "b"], "model": {"head": "lm"}}
+    assert parse_recipe(explicit).model.head == "lm"
+    root = Path(__file__).resolve().parents[1] / "recipes"
+    assert (
+        load_recipe(root / "tweet_sentiment_encoder.yaml").model.base == "bundled:all-minilm-l6-v2"
+    )
