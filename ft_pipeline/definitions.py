@@ -2,7 +2,13 @@
 
 import dagster as dg
 
-from ft_pipeline.defs.automation import ingest_job, landing_sensor
+from ft_pipeline.defs.automation import (
+    automation_sensor,
+    ingest_job,
+    landing_sensor,
+    retrain_job,
+    retrain_schedule,
+)
 from ft_pipeline.defs.data import assets as data_assets
 from ft_pipeline.defs.data import checks as data_checks
 from ft_pipeline.defs.deployment import assets as deployment_assets
@@ -30,8 +36,9 @@ _modules = [
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules(_modules),
     asset_checks=dg.load_asset_checks_from_modules(_modules),
-    jobs=[ingest_job],
-    sensors=[landing_sensor],
+    jobs=[ingest_job, retrain_job],
+    sensors=[landing_sensor, automation_sensor],
+    schedules=[retrain_schedule(RecipeResource().load().automation.retrain_cron)],
     resources={
         "state": StateResource(),
         "recipe": RecipeResource(),

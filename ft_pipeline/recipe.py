@@ -25,6 +25,7 @@ from pydantic import (
 # The sections are re-exported so that users import everything from ft_pipeline.recipe.
 from ft_pipeline.recipe_sections import (
     BUNDLED_CORPORA,
+    AutomationConfig,
     CleaningConfig,
     ColumnMapping,
     DataConfig,
@@ -41,6 +42,7 @@ from ft_pipeline.recipe_sections import (
 
 __all__ = [
     "BUNDLED_CORPORA",
+    "AutomationConfig",
     "CleaningConfig",
     "ColumnMapping",
     "DataConfig",
@@ -79,6 +81,7 @@ class Recipe(_Strict):
     lora: LoraConfig = LoraConfig()
     training: TrainingConfig = TrainingConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
+    automation: AutomationConfig = AutomationConfig()
     registered_model_name: str | None = None
 
     @field_validator("labels")

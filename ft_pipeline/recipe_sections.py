@@ -170,3 +170,12 @@ class EvaluationConfig(_Strict):
     confidence: float = Field(0.95, gt=0.5, lt=1.0)
     max_generation_rows: int = Field(100, ge=1)
     max_new_tokens: int = Field(64, ge=1)
+
+
+class AutomationConfig(_Strict):
+    """When the pipeline reruns by itself (sensor, declarative automation, schedule)."""
+
+    min_new_rows: int = Field(
+        500, ge=0, description="new training rows needed before automation retrains"
+    )
+    retrain_cron: str = Field("0 3 * * 1", description="weekly retraining (cron, UTC)")

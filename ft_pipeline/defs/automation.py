@@ -91,3 +91,28 @@ def landing_sensor(
         else [],
         cursor=cursor,
     )
+
+
+MODEL_ASSETS = ("fine_tuned_adapter", "evaluation_report", "deployed_model")
+
+# Declarative automation is evaluated by this sensor; RUNNING by default so `make ui` is live.
+automation_sensor = dg.AutomationConditionSensorDefinition(
+    "automation_sensor",
+    target=dg.AssetSelection.all(),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+)
+
+retrain_job = dg.define_asset_job("retrain", selection=dg.AssetSelection.assets(*MODEL_ASSETS))
+
+
+def retrain_schedule(cron: str) -> dg.ScheduleDefinition:
+    """Weekly (by default) retraining of the model assets. Unchanged inputs reuse the adapter
+    by its key, so a quiet week costs seconds."""
+    return dg.ScheduleDefinition(
+        name="retrain_schedule",
+        job=retrain_job,
+        cron_schedule=cron,
+        execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+    )

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from ft_pipeline.defs.conditions import downstream_condition
 from ft_pipeline.defs.evaluation.assets import evaluation_report
 from ft_pipeline.defs.lineage import latest_adapter_key
 from ft_pipeline.defs.resources import MlflowResource, RecipeResource, StateResource, run_tags
@@ -14,6 +15,7 @@ from ft_pipeline.lib.evaluation import read_result
     deps=[evaluation_report],
     group_name="deployment",
     kinds={"mlflow", "huggingface"},
+    automation_condition=downstream_condition,
 )
 def deployed_model(
     context: dg.AssetExecutionContext,

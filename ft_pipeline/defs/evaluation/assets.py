@@ -5,6 +5,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from ft_pipeline.defs.conditions import downstream_condition
 from ft_pipeline.defs.lineage import latest_adapter_key
 from ft_pipeline.defs.resources import (
     MlflowResource,
@@ -39,6 +40,7 @@ def _inline_images(report: str, folder: Path) -> str:
     group_name="evaluation",
     kinds={"pytorch", "scikitlearn", "mlflow"},
     pool="training",
+    automation_condition=downstream_condition,
 )
 def evaluation_report(
     context: dg.AssetExecutionContext,

@@ -4,6 +4,7 @@ import math
 
 import dagster as dg
 
+from ft_pipeline.defs.conditions import downstream_condition
 from ft_pipeline.defs.resources import (
     MlflowResource,
     RecipeResource,
@@ -25,6 +26,7 @@ from ft_pipeline.lib.tokenized import load_tokenized
     pool="training",
     code_version=code_version(),
     retry_policy=dg.RetryPolicy(max_retries=1, delay=5),
+    automation_condition=downstream_condition,
 )
 def fine_tuned_adapter(
     context: dg.AssetExecutionContext,

@@ -3,6 +3,7 @@
 import dagster as dg
 import pandas as pd
 
+from ft_pipeline.defs.conditions import tokenize_condition
 from ft_pipeline.defs.data.assets import cleaned_data
 from ft_pipeline.defs.partitions import source_partitions
 from ft_pipeline.defs.resources import RecipeResource, StateResource
@@ -20,6 +21,7 @@ def _md_table(data: dict) -> dg.MetadataValue:
     deps=[cleaned_data],
     group_name="training",
     kinds={"huggingface", "pandas"},
+    automation_condition=tokenize_condition,
 )
 def tokenized_dataset(
     context: dg.AssetExecutionContext, state: StateResource, recipe: RecipeResource

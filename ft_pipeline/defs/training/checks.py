@@ -7,6 +7,7 @@ import pandas as pd
 
 from ft_pipeline.defs.resources import RecipeResource, StateResource
 from ft_pipeline.defs.training.assets import tokenized_dataset
+from ft_pipeline.lib.adapter_job import latest_adapter, retraining_due
 from ft_pipeline.lib.splits import leaking_keys
 from ft_pipeline.lib.tokenized import load_tokenized, rows_without_answer_tokens
 
@@ -74,4 +75,22 @@ def tokenized_dataset_quality(
             "below_minimum": low,
             "minimum": r.quality.min_label_share,
         },
+    )
+
+
+@dg.asset_check(asset=tokenized_dataset, blocking=True)
+def tokenized_dataset_enough_new_rows(
+    state: StateResource, recipe: RecipeResource
+) -> dg.AssetCheckResult:
+    """Automation retrains only after `automation.min_new_rows` new rows (a tiny file does not
+    start a training). A WARN, not an error: manual runs and the schedule still train."""
+    r = recipe.load()
+    paths = state.paths()
+    _, manifest = load_tokenized(paths.tokenized(r.name))
+    due, new, reason = retraining_due(manifest, latest_adapter(paths, r), r.automation.min_new_rows)
+    return dg.AssetCheckResult(
+        passed=due,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=reason,
+        metadata={"new_rows": new, "min_new_rows": r.automation.min_new_rows},
     )
