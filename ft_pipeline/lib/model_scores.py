@@ -51,30 +51,20 @@ def score_lm_head(model, recipe: Recipe, tokenizer, test: Dataset, val: Dataset,
             model, tokenizer, prompts[:n], ctx["device"], recipe.evaluation.max_new_tokens
         )
         return answers, loss
-    probs = score_labels(
-        model,
-        prompts,
-        label_tokens(tokenizer, recipe.labels),
-        ctx["pad"],
-        ctx["device"],
-        ctx["dtype"],
-        progress=ctx["progress"],
-    )
+    probs = _label_probs(model, recipe, tokenizer, prompts, ctx)
     return [recipe.labels[i] for i in probs.argmax(axis=1)], loss
+
+
+def _label_probs(model, recipe: Recipe, tokenizer, prompts, ctx: dict) -> np.ndarray:
+    tokens = label_tokens(tokenizer, recipe.labels)
+    return score_labels(
+        model, prompts, tokens, ctx["pad"], ctx["device"], ctx["dtype"], progress=ctx["progress"]
+    )
 
 
 def score_zero_shot(model, recipe: Recipe, tokenizer, texts: list[str], ctx: dict) -> np.ndarray:
     """Label probabilities of a causal LM prompted with the recipe's template."""
-    prompts = encode_prompts(texts, recipe, tokenizer)
-    return score_labels(
-        model,
-        prompts,
-        label_tokens(tokenizer, recipe.labels),
-        ctx["pad"],
-        ctx["device"],
-        ctx["dtype"],
-        progress=ctx["progress"],
-    )
+    return _label_probs(model, recipe, tokenizer, encode_prompts(texts, recipe, tokenizer), ctx)
 
 
 def evaluate_models(

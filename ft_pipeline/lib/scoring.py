@@ -17,7 +17,6 @@ import torch
 
 from ft_pipeline.lib.modeling import (
     IGNORE_INDEX,
-    answer_loss,
     collate,
     last_token_logprobs,
 )
@@ -111,29 +110,6 @@ def _sequence_scores(model, prompts, tokens: LabelTokens, pad_id, device) -> tor
     row_of = torch.nonzero(where)[:, 0]
     sums = torch.zeros(len(seqs), device=picked.device).index_add_(0, row_of, picked)
     return sums.view(len(prompts), len(tokens.ids))
-
-
-@torch.inference_mode()
-def mean_answer_loss(
-    model: Any,
-    rows: Sequence[tuple[Sequence[int], Sequence[int]]],
-    pad_id: int,
-    device: torch.device,
-    dtype: torch.dtype | None = None,
-    batch_size: int = 32,
-) -> float:
-    """Token-weighted mean cross-entropy over answer tokens of (input_ids, labels) rows."""
-    model.eval()
-    total, count = 0.0, 0
-    order = np.argsort([len(r[0]) for r in rows])
-    for start, stop in _batches(len(rows), batch_size):
-        picked = [rows[i] for i in order[start:stop]]
-        batch = collate([r[0] for r in picked], pad_id, [r[1] for r in picked]).to(device)
-        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            loss, n = answer_loss(model, batch)
-        total += float(loss) * n
-        count += n
-    return total / max(1, count)
 
 
 def perplexity(loss: float) -> float:
