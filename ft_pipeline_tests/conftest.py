@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import mlflow
 import pandas as pd
 import pytest
 import yaml
+from mlflow import MlflowClient
+from mlflow.tracking._tracking_service import utils as tracking_utils
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
@@ -188,3 +191,27 @@ def build_tiny_encoder(target: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_encoder(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture(scope="module")
+def tracking(tmp_path_factory: pytest.TempPathFactory):
+    """A fresh SQLite tracking store and experiment; the previous URI is restored after."""
+    root = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{root}/mlflow.db"
+    previous = tracking_utils._tracking_uri  # what set_tracking_uri last set (None: unset)
+    with pytest.MonkeyPatch.context() as mp:
+        # Snapshot the env vars set_tracking_uri / the experiment choice use; restored on exit.
+        for var in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID"):
+            if var in os.environ:
+                mp.setenv(var, os.environ[var])
+            else:
+                mp.delenv(var, raising=False)
+        mlflow.set_tracking_uri(uri)
+        try:
+            experiment_id = MlflowClient(uri).create_experiment(
+                "ft-pipeline-serving-test", artifact_location=(root / "artifacts").as_uri()
+            )
+            mp.setenv("MLFLOW_EXPERIMENT_ID", experiment_id)
+            yield uri
+        finally:
+            mlflow.set_tracking_uri(previous)
