@@ -3,9 +3,9 @@
 import dagster as dg
 
 from ft_pipeline.defs.automation import (
-    automation_sensor,
+    build_automation_sensor,
+    build_landing_sensor,
     ingest_job,
-    landing_sensor,
     retrain_job,
     retrain_schedule,
 )
@@ -33,12 +33,18 @@ _modules = [
     deployment_assets,
 ]
 
+# Sensor intervals and the retraining cron come from the active recipe's `automation` section.
+_automation = RecipeResource().load().automation
+
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules(_modules),
     asset_checks=dg.load_asset_checks_from_modules(_modules),
     jobs=[ingest_job, retrain_job],
-    sensors=[landing_sensor, automation_sensor],
-    schedules=[retrain_schedule(RecipeResource().load().automation.retrain_cron)],
+    sensors=[
+        build_landing_sensor(_automation.landing_interval_s),
+        build_automation_sensor(_automation.automation_interval_s),
+    ],
+    schedules=[retrain_schedule(_automation.retrain_cron)],
     resources={
         "state": StateResource(),
         "recipe": RecipeResource(),

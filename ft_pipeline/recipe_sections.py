@@ -179,3 +179,9 @@ class AutomationConfig(_Strict):
         500, ge=0, description="new training rows needed before automation retrains"
     )
     retrain_cron: str = Field("0 3 * * 1", description="weekly retraining (cron, UTC)")
+    landing_interval_s: int = Field(
+        15, ge=1, description="how often the landing sensor looks for new files (seconds)"
+    )
+    automation_interval_s: int = Field(
+        30, ge=1, description="how often declarative automation is evaluated (seconds)"
+    )

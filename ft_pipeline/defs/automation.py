@@ -38,12 +38,7 @@ def run_key(partition_key: str, sha256: str) -> str:
     return f"{partition_key}@{sha256[:16]}"
 
 
-@dg.sensor(
-    job=ingest_job,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=15,
-)
-def landing_sensor(
+def _landing_tick(
     context: dg.SensorEvaluationContext, state: StateResource, recipe: RecipeResource
 ) -> dg.SensorResult:
     """Start an ingest run for each new or changed file in the landing folder.
@@ -93,15 +88,38 @@ def landing_sensor(
     )
 
 
-MODEL_ASSETS = ("fine_tuned_adapter", "evaluation_report", "deployed_model")
+def build_landing_sensor(interval_s: int = 15) -> dg.SensorDefinition:
+    """The landing sensor, ticking every `interval_s` seconds (recipe `automation`)."""
 
-# Declarative automation is evaluated by this sensor; RUNNING by default so `make ui` is live.
-automation_sensor = dg.AutomationConditionSensorDefinition(
-    "automation_sensor",
-    target=dg.AssetSelection.all(),
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=30,
-)
+    @dg.sensor(
+        name="landing_sensor",
+        job=ingest_job,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=interval_s,
+        description="Ingest new or changed files from the landing folder.",
+    )
+    def landing_sensor(
+        context: dg.SensorEvaluationContext, state: StateResource, recipe: RecipeResource
+    ) -> dg.SensorResult:
+        return _landing_tick(context, state, recipe)
+
+    return landing_sensor
+
+
+def build_automation_sensor(interval_s: int = 30) -> dg.AutomationConditionSensorDefinition:
+    """Evaluates the assets' automation conditions; RUNNING by default so `make ui` is live."""
+    return dg.AutomationConditionSensorDefinition(
+        "automation_sensor",
+        target=dg.AssetSelection.all(),
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=interval_s,
+    )
+
+
+landing_sensor = build_landing_sensor()
+automation_sensor = build_automation_sensor()
+
+MODEL_ASSETS = ("fine_tuned_adapter", "evaluation_report", "deployed_model")
 
 retrain_job = dg.define_asset_job("retrain", selection=dg.AssetSelection.assets(*MODEL_ASSETS))
 
