@@ -19,11 +19,13 @@ from ft_pipeline_tests.conftest import fixture_rows, write_csv, write_recipe
 class Landing:
     """A temporary state folder, recipe and Dagster instance; runs sensor ticks."""
 
-    def __init__(self, root: Path, instance: dg.DagsterInstance) -> None:
+    def __init__(self, root: Path, instance: dg.DagsterInstance, register=True) -> None:
         self.instance = instance
         self.state = StateResource(root=str(root / "home"))
         recipe = write_recipe(root, root / "no-model", ["data/corpus.csv"])
         self.recipe = RecipeResource(path=str(recipe))
+        if register:  # the recipe's own source, as the first tick registers it
+            instance.add_dynamic_partitions(source_partitions.name, ["file:data/corpus.csv"])
         self.folder = self.state.paths().incoming
         self.cursor: str | None = None
 
@@ -89,6 +91,19 @@ def test_new_csv_yields_one_run_and_a_partition_add(site: Landing):
     assert add.partitions_def_name == source_partitions.name == "source_files"
     assert list(add.partition_keys) == ["incoming:tweets.csv"]
     assert json.loads(site.cursor)["tweets.csv"]["sha256"] == sha
+
+
+def test_recipe_sources_are_registered_once_without_runs(tmp_path: Path):
+    """On a fresh state folder the recipe's sources appear in the UI, ready to materialize."""
+    with dg.DagsterInstance.ephemeral() as instance:
+        site = Landing(tmp_path, instance, register=False)
+        result = site.tick()
+        assert "0 checked" in _skipped(result)  # registered although nothing landed
+        assert _added(result) == ["file:data/corpus.csv"]
+        site.instance.add_dynamic_partitions(source_partitions.name, _added(result))
+        assert _added(site.tick()) == []
+        site.write("tweets.csv")
+        assert _added(site.tick()) == ["incoming:tweets.csv"]
 
 
 def test_second_tick_with_cursor_skips(site: Landing):

@@ -20,6 +20,7 @@ import dagster as dg
 from ft_pipeline.defs.partitions import source_partitions
 from ft_pipeline.defs.resources import RecipeResource, StateResource
 from ft_pipeline.lib import landing
+from ft_pipeline.lib.sources import configured
 
 SHA_TAG = "ft_pipeline/file_sha256"
 
@@ -45,9 +46,15 @@ def _landing_tick(
 
     Changes are detected by content hash (see `ft_pipeline.lib.landing`); new partition keys
     are added to `source_files` in the same tick. A tick with nothing to do still stores the
-    cursor, so deleted or touched files are not looked at again.
+    cursor, so deleted or touched files are not looked at again. The recipe's own sources
+    (`data.sources`) are registered as partitions too, without a run, so they can be
+    materialized from the UI on a fresh state folder.
     """
     folder = recipe.landing(state)
+    known = set(context.instance.get_dynamic_partitions(source_partitions.name))
+    unregistered = [
+        s.key for s in configured(recipe.load(), recipe.base_dir()) if s.key not in known
+    ]
     result = landing.scan(folder, landing.parse_cursor(context.cursor))
     cursor = landing.dump_cursor(result.cursor)
     for name in result.unreadable:
@@ -60,13 +67,13 @@ def _landing_tick(
             reason = f"landing folder {folder} does not exist"
         else:
             reason = f"no new or changed files among {result.checked} checked in {folder}"
-        return dg.SensorResult(skip_reason=dg.SkipReason(reason), cursor=cursor)
+        return dg.SensorResult(
+            skip_reason=dg.SkipReason(reason),
+            cursor=cursor,
+            dynamic_partitions_requests=_add(unregistered),
+        )
 
-    new_keys = [
-        f.key
-        for f in result.changed
-        if not context.instance.has_dynamic_partition(source_partitions.name, f.key)
-    ]
+    new_keys = unregistered + [f.key for f in result.changed if f.key not in known]
     run_requests = [
         dg.RunRequest(
             partition_key=f.key,
@@ -81,11 +88,13 @@ def _landing_tick(
     )
     return dg.SensorResult(
         run_requests=run_requests,
-        dynamic_partitions_requests=[source_partitions.build_add_request(new_keys)]
-        if new_keys
-        else [],
+        dynamic_partitions_requests=_add(new_keys),
         cursor=cursor,
     )
+
+
+def _add(keys: list[str]) -> list[dg.AddDynamicPartitionsRequest]:
+    return [source_partitions.build_add_request(list(dict.fromkeys(keys)))] if keys else []
 
 
 def build_landing_sensor(interval_s: int = 15) -> dg.SensorDefinition:

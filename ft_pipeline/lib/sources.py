@@ -86,6 +86,11 @@ def incoming_dir(recipe: Recipe, default: Path, base_dir: Path) -> Path:
 
 def discover(recipe: Recipe, base_dir: Path, landing: Path) -> list[Source]:
     """All sources the recipe names plus every eligible file in the landing folder."""
+    return configured(recipe, base_dir) + landed(recipe, landing)
+
+
+def configured(recipe: Recipe, base_dir: Path) -> list[Source]:
+    """The sources the recipe names (`data.sources`), in order."""
     found: list[Source] = []
     for spec in recipe.data.sources:
         if spec.uri == BUNDLED_TWEETS:
@@ -102,6 +107,12 @@ def discover(recipe: Recipe, base_dir: Path, landing: Path) -> list[Source]:
                 columns=spec.columns or recipe.data.columns,
             )
         )
+    return found
+
+
+def landed(recipe: Recipe, landing: Path) -> list[Source]:
+    """Every eligible file directly in the landing folder, by name."""
+    found: list[Source] = []
     if landing.is_dir():
         for path in sorted(p for p in landing.iterdir() if p.is_file() and not is_ignored(p.name)):
             if path.suffix.lower() not in SUFFIX_FORMATS:
@@ -127,7 +138,7 @@ def resolve(key: str, recipe: Recipe, base_dir: Path, landing: Path) -> Source:
         if not path.is_file():
             raise SourceError(f"partition {key!r}: file {path} no longer exists")
         return Source(key, path, detect_format(path), recipe.data.encoding, recipe.data.columns)
-    for source in discover(recipe, base_dir, Path("/nonexistent")):
+    for source in configured(recipe, base_dir):
         if source.key == key:
             if not source.path.is_file():
                 raise SourceError(f"partition {key!r}: file {source.path} does not exist")
