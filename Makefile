@@ -18,7 +18,9 @@ export DAGSTER_HOME := $(FT_HOME)/dagster
 export HF_HUB_OFFLINE := 1
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: install run test ui mlflow-ui serve predict rollback bench lint format status clean
+CHROMIUM ?= /usr/bin/chromium
+
+.PHONY: install browser-deps run test ui mlflow-ui serve predict rollback bench lint format status clean
 
 $(STAMP): pyproject.toml requirements-bundled.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,13 +33,22 @@ $(STAMP): pyproject.toml requirements-bundled.txt
 
 install: $(STAMP)
 
+# The browser test drives Debian's chromium (Playwright's own browser download is not used).
+browser-deps:
+	@test -x $(CHROMIUM) || { \
+	  echo "installing Debian's chromium for the browser test (apt-get)"; \
+	  if [ "$$(id -u)" = 0 ]; then sudo=""; else sudo="sudo -n"; fi; \
+	  { $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    $$sudo apt-get install -y -qq chromium > /dev/null; } \
+	  || echo "could not install chromium; skip the browser test: make test PYTEST_ARGS='-m \"not browser\"'"; }
+
 run: $(STAMP)
 	$(BIN)/ft-pipeline run
 
 status: $(STAMP)
 	$(BIN)/ft-pipeline status
 
-test: $(STAMP)
+test: $(STAMP) browser-deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
