@@ -146,6 +146,9 @@ class TrainingConfig(_Strict):
     """Optimisation settings for the adapter."""
 
     learning_rate: float = Field(2e-4, gt=0.0, lt=1.0)
+    head_learning_rate: float | None = Field(
+        None, gt=0.0, lt=1.0, description="classifier head's rate; default learning_rate"
+    )
     lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "cosine"
     warmup_ratio: float = Field(0.05, ge=0.0, lt=1.0)
     batch_size: int = Field(8, ge=1)

@@ -179,3 +179,30 @@ def test_reaper_kills_runs_of_dead_processes_only(tracker, tmp_path):
     assert tracker.client.get_run(run_dead).info.status == "KILLED"
     assert tracker.client.get_run(run_alive).info.status == "RUNNING"
     shutil.rmtree(tmp_path / "art", ignore_errors=True)
+
+
+@pytest.mark.parametrize("head_lr", [None, 0.02])
+def test_classifier_head_gets_its_own_learning_rate(setup, tiny_model_dir, head_lr):
+    from peft import get_peft_model
+
+    from ft_pipeline.lib.heads import head_for
+    from ft_pipeline.lib.lora import param_groups, peft_config
+
+    recipe = setup[2]
+    recipe = recipe.model_copy(
+        update={
+            "model": recipe.model.model_copy(update={"head": "classifier"}),
+            "training": recipe.training.model_copy(
+                update={"learning_rate": 1e-3, "head_learning_rate": head_lr}
+            ),
+        }
+    )
+    base = head_for(recipe).load(tiny_model_dir, CPU, 0)
+    model = get_peft_model(base, peft_config(recipe))
+    body, head = param_groups(model, recipe)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert body["lr"] == 1e-3 and all("lora_" in names[id(p)] for p in body["params"])
+    assert head["lr"] == (head_lr or 1e-3)
+    assert head["params"] and all("modules_to_save" in names[id(p)] for p in head["params"])
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    assert len(body["params"]) + len(head["params"]) == len(trainable)

@@ -24,6 +24,7 @@ import torch
 from ft_pipeline.lib import checkpoints
 from ft_pipeline.lib.batching import epoch_batches
 from ft_pipeline.lib.heads import Row, head_for, mean_loss
+from ft_pipeline.lib.lora import param_groups, peft_config
 from ft_pipeline.recipe import Recipe
 
 
@@ -71,21 +72,6 @@ class TrainResult:
         return self.train_tokens / self.seconds if self.seconds else 0.0
 
 
-def peft_config(recipe: Recipe):
-    """recipe.lora -> peft.LoraConfig (the one translation)."""
-    from peft import LoraConfig, TaskType
-
-    lora = recipe.lora
-    # SEQ_CLS makes peft train the classification head fully (modules_to_save).
-    return LoraConfig(
-        r=lora.r,
-        lora_alpha=lora.alpha,
-        lora_dropout=lora.dropout,
-        target_modules=lora.target_modules,
-        task_type=TaskType[head_for(recipe).task_type],
-    )
-
-
 def total_steps(n_rows: int, recipe: Recipe) -> int:
     t = recipe.training
     per_epoch = math.ceil(math.ceil(n_rows / t.batch_size) / t.gradient_accumulation)
@@ -106,8 +92,7 @@ class _Loop:
         self.ckpt_dir = out_dir / "checkpoints"
         t = recipe.training
         self.total = total_steps(len(train), recipe)
-        params = [p for p in model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(params, lr=t.learning_rate, weight_decay=0.0)
+        self.optimizer = torch.optim.AdamW(param_groups(model, recipe), weight_decay=0.0)
         self.scheduler = get_scheduler(
             t.lr_scheduler,
             self.optimizer,

@@ -1,0 +1,45 @@
+"""Shared helpers for the benches: the bundled corpus cleaned, peak RSS, JSON lines."""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from ft_pipeline.lib.cleaning import clean_frame  # noqa: E402
+from ft_pipeline.lib.readers import read_source  # noqa: E402
+from ft_pipeline.lib.sources import BUNDLED_TWEETS, resolve  # noqa: E402
+from ft_pipeline.recipe import Recipe  # noqa: E402
+
+MODELS_DIR = ROOT / ".ft_home" / "models"  # reuse the converted SmolLM2 when present
+RESULTS_DIR = ROOT / "bench" / "results"
+
+
+def clean_tweets(recipe: Recipe) -> dict[str, pd.DataFrame]:
+    """The bundled tweet corpus cleaned by `recipe`, keyed as build_tokenized expects."""
+    source = resolve(BUNDLED_TWEETS, recipe, ROOT, Path("/nonexistent"))
+    return {
+        BUNDLED_TWEETS: clean_frame(read_source(source), recipe, source.columns, source.key).kept
+    }
+
+
+def peak_rss_gb() -> float:
+    """Peak resident memory of this process so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+
+
+def emit_json(row: dict, path: Path | None = None) -> None:
+    """Print `row` as one JSON line and, with `path`, append it there too."""
+    line = json.dumps(row)
+    print(line, flush=True)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as f:
+            f.write(line + "\n")

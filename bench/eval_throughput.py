@@ -1,0 +1,198 @@
+"""Evaluation throughput: free generation vs label scoring, on the same test rows.
+
+The zero-shot base model (bundled SmolLM2-135M-Instruct, `lm` head: the recipe's system
+prompt and template through the chat template, generation prompt included) classifies the
+same stratified test rows of the bundled tweet corpus two ways, in one run:
+- generate: greedy `model.generate` (ft_pipeline.lib.scoring.generate_answers, left-padded
+  batches, a few new tokens), then the first label word (or recipe alias) found in the
+  text, case-insensitive; text without one counts as wrong and is reported as unparseable;
+- scoring: ft_pipeline.lib.scoring.score_labels, what the pipeline's evaluation uses (one
+  forward pass, the LM head applied at the last prompt position only).
+Both run on the same length-sorted batches (interleaved batch by batch, so load from other
+processes hits both alike), the same autocast dtype (the recipe's precision), under
+`torch.inference_mode()`, after a warm-up on a few rows. Wall and CPU time are both kept.
+Targets from the issue: scoring >= 10x the rows/s of generation, accuracy not lower.
+Prints a table, then one JSON line (also appended to bench/results/eval_throughput.jsonl).
+
+    .venv/bin/python bench/eval_throughput.py                 # 500 rows, ~11 min on 2 busy cores
+    .venv/bin/python bench/eval_throughput.py --quick         # 48 rows, a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from datetime import UTC, datetime
+
+import numpy as np
+import torch
+from _common import MODELS_DIR, RESULTS_DIR, ROOT, clean_tweets, emit_json, peak_rss_gb
+
+from ft_pipeline.lib import metrics as M
+from ft_pipeline.lib.evaluation import test_indices
+from ft_pipeline.lib.modeling import load_causal_lm, pick_device, pick_dtype
+from ft_pipeline.lib.models import load_tokenizer, resolve_base_model
+from ft_pipeline.lib.scoring import generate_answers, label_tokens, prompt_ids, score_labels
+from ft_pipeline.lib.tokenized import build_tokenized
+from ft_pipeline.recipe import Recipe, load_recipe
+
+RECIPE = ROOT / "recipes" / "tweet_sentiment.yaml"
+WARMUP_ROWS = 8
+
+
+def lm_recipe(rows: int, precision: str | None) -> Recipe:
+    """The shipped recipe on the `lm` head, `rows` test rows, optionally another precision."""
+    r = load_recipe(RECIPE)
+    training = r.training.model_copy(update={"precision": precision or r.training.precision})
+    return r.model_copy(
+        update={
+            "model": r.model.model_copy(update={"head": "lm"}),
+            "evaluation": r.evaluation.model_copy(update={"max_test_rows": rows}),
+            "training": training,
+        }
+    )
+
+
+def parse_label(text: str, recipe: Recipe) -> str | None:
+    """The first label word (or alias) in `text`, case-insensitive; None when there is none."""
+    words = {lab.lower(): lab for lab in recipe.labels}
+    words |= {
+        a.lower(): recipe.labels[recipe.labels.index(t)] for a, t in recipe.label_aliases.items()
+    }
+    pattern = r"\b(" + "|".join(sorted(map(re.escape, words), key=len, reverse=True)) + r")\b"
+    found = re.search(pattern, text, flags=re.IGNORECASE)
+    return words[found.group(1).lower()] if found else None
+
+
+def generate(model, tokenizer, prompts, device, dtype, args) -> list[str]:
+    with torch.inference_mode(), autocast(device, dtype):
+        return generate_answers(
+            model, tokenizer, prompts, device, args.max_new_tokens, batch_size=args.batch_size
+        )
+
+
+def score(model, tokens, prompts, pad, device, dtype, args) -> np.ndarray:
+    with torch.inference_mode():
+        return score_labels(model, prompts, tokens, pad, device, dtype, args.batch_size)
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+
+def measure(model, tokenizer, prompts, labels, device, dtype, args):
+    """Both paths over the same length-sorted batches, interleaved batch by batch (the one
+    going first alternates) so that load from other processes hits both alike.
+    Returns (texts, probs, {path: [wall s, CPU s]})."""
+    tokens, pad = label_tokens(tokenizer, labels), tokenizer.pad_token_id
+    texts, probs = [""] * len(prompts), np.zeros((len(prompts), len(labels)))
+    spent = {"generate": [0.0, 0.0], "scoring": [0.0, 0.0]}
+    order = np.argsort([len(p) for p in prompts], kind="stable")
+    for k, start in enumerate(range(0, len(prompts), args.batch_size)):
+        rows = order[start : start + args.batch_size]
+        chunk = [prompts[i] for i in rows]
+        paths = [
+            ("generate", lambda c=chunk: generate(model, tokenizer, c, device, dtype, args)),
+            ("scoring", lambda c=chunk: score(model, tokens, c, pad, device, dtype, args)),
+        ]
+        for name, fn in paths[:: 1 if k % 2 == 0 else -1]:
+            wall, cpu = time.perf_counter(), time.process_time()
+            out = fn()
+            spent[name][0] += time.perf_counter() - wall
+            spent[name][1] += time.process_time() - cpu
+            if name == "generate":
+                for i, text in zip(rows, out, strict=True):
+                    texts[i] = text
+            else:
+                probs[rows] = out
+    return texts, probs, spent
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=500, help="test rows (default 500)")
+    parser.add_argument("--quick", action="store_true", help="48 rows, for a smoke run")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--max-new-tokens", type=int, default=5)
+    parser.add_argument("--precision", choices=["auto", "bf16", "fp32"], help="default: recipe's")
+    args = parser.parse_args()
+    rows = 48 if args.quick else args.rows
+    recipe = lm_recipe(rows, args.precision)
+
+    tokenizer = load_tokenizer(recipe.model.base, MODELS_DIR)
+    dataset = build_tokenized(clean_tweets(recipe), recipe, tokenizer).dataset
+    test = dataset["test"].select(test_indices(dataset, recipe))
+    prompts = [prompt_ids(i, lab) for i, lab in zip(test["input_ids"], test["labels"], strict=True)]
+    gold = list(test["label"])
+    device = pick_device()
+    dtype = pick_dtype(recipe.training.precision, device)
+    model = load_causal_lm(resolve_base_model(recipe.model.base, MODELS_DIR, True), device)
+    measure(model, tokenizer, prompts[:WARMUP_ROWS], recipe.labels, device, dtype, args)  # warm-up
+    texts, probs, spent = measure(model, tokenizer, prompts, recipe.labels, device, dtype, args)
+
+    parsed = [parse_label(t, recipe) for t in texts]
+    pred_gen = [p or "" for p in parsed]  # "" is outside the labels: a miss
+    pred_score = [recipe.labels[i] for i in probs.argmax(axis=1)]
+    m_gen = M.classification_metrics(gold, pred_gen, recipe.labels)
+    m_score = M.classification_metrics(gold, pred_score, recipe.labels)
+    (gen_s, gen_cpu), (score_s, score_cpu) = spent["generate"], spent["scoring"]
+    rps_gen, rps_score = len(prompts) / gen_s, len(prompts) / score_s
+    ratio = rps_score / rps_gen
+    speed_met, acc_met = ratio >= 10, m_score["accuracy"] >= m_gen["accuracy"]
+    result = {
+        "bench": "eval_throughput",
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "rows": len(prompts),
+        "batch_size": args.batch_size,
+        "max_new_tokens": args.max_new_tokens,
+        "rows_per_s_generate": round(rps_gen, 2),
+        "rows_per_s_scoring": round(rps_score, 2),
+        "ratio": round(ratio, 2),
+        "cpu_s_generate": round(gen_cpu, 1),
+        "cpu_s_scoring": round(score_cpu, 1),
+        "cpu_ratio": round(gen_cpu / score_cpu, 2),
+        "accuracy_generate": round(m_gen["accuracy"], 4),
+        "accuracy_scoring": round(m_score["accuracy"], 4),
+        "macro_f1_generate": round(m_gen["macro_f1"], 4),
+        "macro_f1_scoring": round(m_score["macro_f1"], 4),
+        "unparseable_generations": sum(p is None for p in parsed),
+        "target_ratio_10x_met": speed_met,
+        "target_accuracy_not_lower_met": acc_met,
+        "mean_prompt_tokens": round(float(np.mean([len(p) for p in prompts])), 1),
+        "peak_rss_gb": round(peak_rss_gb(), 2),
+        "threads": torch.get_num_threads(),
+        "device": str(device),
+        "dtype": str(dtype or torch.float32).removeprefix("torch."),
+        "quick": args.quick,
+    }
+    print_table(result, texts, parsed)
+    suffix = "-quick" if args.quick else ""
+    emit_json(result, RESULTS_DIR / f"eval_throughput{suffix}.jsonl")
+    return 0
+
+
+def print_table(r: dict, texts: list[str], parsed: list[str | None]) -> None:
+    head = f"{'path':<10} {'rows/s':>8} {'accuracy':>9} {'macro-F1':>9}"
+    print(
+        f"\n{r['rows']} rows, batch {r['batch_size']}, {r['device']} {r['dtype']}, "
+        f"{r['threads']} threads\n{head}\n" + "-" * len(head)
+    )
+    for name in ("generate", "scoring"):
+        print(
+            f"{name:<10} {r[f'rows_per_s_{name}']:>8.2f} {r[f'accuracy_{name}']:>9.4f} "
+            f"{r[f'macro_f1_{name}']:>9.4f}"
+        )
+    met = {True: "met", False: "NOT met"}
+    print(
+        f"ratio {r['ratio']:.2f}x, CPU-time ratio {r['cpu_ratio']:.2f}x "
+        f"(target >= 10x: {met[r['target_ratio_10x_met']]}); "
+        f"accuracy not lower: {met[r['target_accuracy_not_lower_met']]}"
+    )
+    bad = [t for t, p in zip(texts, parsed, strict=True) if p is None]
+    print(f"unparseable generations: {len(bad)}" + (f", e.g. {bad[:3]!r}" if bad else ""))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
