@@ -20,7 +20,7 @@ export GX_ANALYTICS_ENABLED := false
 
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: install browser-deps run test ui mlflow-ui serve predict rollback bench lint format status clean
+.PHONY: install browser-deps run test ui mlflow-ui serve predict rollback bench bench-quality lint format status clean
 
 $(STAMP): pyproject.toml requirements-bundled.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -79,9 +79,22 @@ predict: $(STAMP)
 rollback: $(STAMP)
 	$(BIN)/ft-pipeline rollback
 
-# Benchmarks: by hand, never in the test suite (they take minutes and print ratios/tables).
+# Benchmarks: by hand, never in the test suite. Each prints one JSON line of figures measured
+# in the same run (ratios against a baseline) and appends it to bench/results/. About 25
+# minutes on 2 idle cores; run nothing else meanwhile (two torch processes on 2 cores slow
+# each other down 10-20x). BENCH_ARGS=--quick for a smoke run.
+BENCH_ARGS ?=
 bench: $(STAMP)
+	$(BIN)/python bench/train_throughput.py $(BENCH_ARGS)
+	$(BIN)/python bench/eval_throughput.py $(BENCH_ARGS)
+	$(BIN)/python bench/incremental.py $(BENCH_ARGS)
+	$(BIN)/python bench/end_to_end.py $(BENCH_ARGS)
+
+# Quality against cost: model/head contenders by training rows, and the recipe sweep that
+# set the default recipe (about 25 and 20 minutes).
+bench-quality: $(STAMP)
 	$(BIN)/python bench/quality_vs_cost.py
+	$(BIN)/python bench/recipe_sweep.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
