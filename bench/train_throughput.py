@@ -86,6 +86,7 @@ def run_stock(base_dir: str, recipe: Recipe, train, val, pad_id: int, out: str) 
     args = TrainingArguments(
         output_dir=out,
         per_device_train_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation,
         num_train_epochs=1,
         learning_rate=t.learning_rate,
         lr_scheduler_type=t.lr_scheduler,
