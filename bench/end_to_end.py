@@ -15,7 +15,6 @@ appended to bench/results/end_to_end.jsonl) and a summary; Dagster's log goes to
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import re
@@ -32,6 +31,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from _common import emit_json  # noqa: E402
+
 DEFAULT_RECIPE = ROOT / "recipes" / "tweet_sentiment.yaml"
 STAGE = re.compile(r"^(?:\[\d+/\d+\] )?(.+) \.\.\.$")
 DONE = re.compile(r"^\s+(ok|FAILED) in ([\d.]+)s")
@@ -139,12 +140,7 @@ def main() -> int:
         "slowest_step_s": steps.get(slowest),
         "peak_rss_mb": round(peak_kb / 1024),
     }
-    line = json.dumps(result)
-    print(line)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / f"end_to_end{'-quick' if args.quick else ''}.jsonl", "a") as f:
-        f.write(line + "\n")
+    emit_json(result, Path(args.out) / f"end_to_end{'-quick' if args.quick else ''}.jsonl")
     print(f"\n{'asset (step + checks)':<26} {'seconds':>8}   share of wall")
     for asset, took in by_asset.items():
         print(f"{asset:<26} {took:>8.1f}   {took / wall:6.1%}")

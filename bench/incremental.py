@@ -17,7 +17,6 @@ summary on stdout; Dagster's own log goes to stderr (add `2>/dev/null` to hide i
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -32,6 +31,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from _common import emit_json  # noqa: E402
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
@@ -223,12 +224,7 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ft-bench-incremental-") as tmp:
         result = run(args, Path(tmp))
-    line = json.dumps(result)
-    print(line)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / f"incremental{'-quick' if args.quick else ''}.jsonl", "a") as f:
-        f.write(line + "\n")
+    emit_json(result, Path(args.out) / f"incremental{'-quick' if args.quick else ''}.jsonl")
     summary(result)
     return 0
 

@@ -80,21 +80,8 @@ def run_model(name, recipe, clean, models_dir, work, test_rows, report) -> None:
     dtype = pick_dtype(recipe.training.precision, device)
     for n in report["sizes"][name]:
         r = with_rows(recipe, n)
-        head = head_for(r)
-        train = dataset["train"].select(train_indices(dataset, r))
-        val = dataset["validation"].select(val_indices(dataset, r))
-        cpu0, wall0 = cpu_seconds(), time.monotonic()
-        result = train_adapter(
-            base_dir,
-            rows_for(train, head),
-            rows_for(val, head),
-            r,
-            work / f"{name.replace(' ', '_')}-{n}",
-            pad_id=tokenizer.pad_token_id,
-            device=device,
-            dtype=dtype,
-        )
-        cpu, wall = cpu_seconds() - cpu0, time.monotonic() - wall0
+        out_dir = work / f"{name.replace(' ', '_')}-{n}"
+        result, _, val, cpu, wall = train_timed(r, dataset, tokenizer, base_dir, out_dir)
         test = dataset["test"].select(test_indices(dataset, r))
         ctx = {"device": device, "dtype": dtype, "pad": tokenizer.pad_token_id, "progress": None}
         outputs, _, _ = evaluate_models(base_dir, result.adapter_dir, r, tokenizer, test, val, ctx)
@@ -114,6 +101,26 @@ def run_model(name, recipe, clean, models_dir, work, test_rows, report) -> None:
                 "test_rows": len(test),
             },
         )
+
+
+def train_timed(recipe: Recipe, dataset, tokenizer, base_dir, out_dir: Path):
+    """Train on the recipe's sample of the training split: (result, train, val, CPU s, wall s)."""
+    head, device = head_for(recipe), pick_device()
+    dtype = pick_dtype(recipe.training.precision, device)
+    train = dataset["train"].select(train_indices(dataset, recipe))
+    val = dataset["validation"].select(val_indices(dataset, recipe))
+    cpu0, wall0 = cpu_seconds(), time.monotonic()
+    result = train_adapter(
+        base_dir,
+        rows_for(train, head),
+        rows_for(val, head),
+        recipe,
+        out_dir,
+        pad_id=tokenizer.pad_token_id,
+        device=device,
+        dtype=dtype,
+    )
+    return result, train, val, cpu_seconds() - cpu0, time.monotonic() - wall0
 
 
 def run_tfidf(recipe, clean, sizes, test_rows, report) -> None:

@@ -16,23 +16,20 @@ import argparse
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 from _common import MODELS_DIR as MODELS
 from _common import RESULTS_DIR, ROOT, clean_tweets
-from quality_vs_cost import cpu_seconds
+from quality_vs_cost import train_timed
 
 from ft_pipeline.lib import metrics as M
-from ft_pipeline.lib.adapter_job import train_indices, val_indices
 from ft_pipeline.lib.baseline import predict_with_scores, train_tfidf_baseline
 from ft_pipeline.lib.evaluation import test_indices
-from ft_pipeline.lib.heads import classifier_probs, head_for, load_classifier, rows_for
+from ft_pipeline.lib.heads import classifier_probs, load_classifier
 from ft_pipeline.lib.modeling import pick_device, pick_dtype
 from ft_pipeline.lib.models import load_tokenizer, resolve_base_model
 from ft_pipeline.lib.tokenized import build_tokenized
-from ft_pipeline.lib.training import train_adapter
 from ft_pipeline.recipe import Recipe, load_recipe
 
 RECIPE = ROOT / "recipes" / "tweet_sentiment.yaml"
@@ -61,22 +58,9 @@ def parse_variant(spec: str, recipe: Recipe) -> tuple[str, Recipe]:
 
 
 def run_variant(name, recipe, dataset, tokenizer, base_dir, work, test) -> dict:
-    head, device = head_for(recipe), pick_device()
+    device = pick_device()
     dtype = pick_dtype(recipe.training.precision, device)
-    train = dataset["train"].select(train_indices(dataset, recipe))
-    val = dataset["validation"].select(val_indices(dataset, recipe))
-    cpu0, wall0 = cpu_seconds(), time.monotonic()
-    result = train_adapter(
-        base_dir,
-        rows_for(train, head),
-        rows_for(val, head),
-        recipe,
-        work / name,
-        pad_id=tokenizer.pad_token_id,
-        device=device,
-        dtype=dtype,
-    )
-    cpu, wall = cpu_seconds() - cpu0, time.monotonic() - wall0
+    result, train, _, cpu, wall = train_timed(recipe, dataset, tokenizer, base_dir, work / name)
     from peft import PeftModel
 
     torch.manual_seed(recipe.training.seed)
