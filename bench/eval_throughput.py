@@ -7,9 +7,13 @@ same stratified test rows of the bundled tweet corpus two ways, in one run:
   batches, a few new tokens), then the first label word (or recipe alias) found in the
   text, case-insensitive; text without one counts as wrong and is reported as unparseable;
 - scoring: ft_pipeline.lib.scoring.score_labels, what the pipeline's evaluation uses (one
-  forward pass, the LM head applied at the last prompt position only).
-Both run on the same length-sorted batches (interleaved batch by batch, so load from other
-processes hits both alike), the same autocast dtype (the recipe's precision), under
+  forward pass, the LM head applied at the last prompt position only), by default with the
+  shared-prefix KV cache (the prompts' common tokens, system prompt and chat header, run
+  once per call and reused; each batch here is one call, so the prefix is run once a batch);
+- scoring_no_prefix_cache: the same with `prefix_cache=False` (whole prompts every batch).
+All run on the same length-sorted batches (interleaved batch by batch, the order rotating,
+so load from other processes hits them alike), the same autocast dtype (the recipe's
+precision), under
 `torch.inference_mode()`, after a warm-up on a few rows. Wall and CPU time are both kept.
 Also timed: one `generate` call per row (how a text-generation pipeline is usually run) on
 the first 64 rows, as a second generation rate.
@@ -36,12 +40,14 @@ from ft_pipeline.lib import metrics as M
 from ft_pipeline.lib.evaluation import test_indices
 from ft_pipeline.lib.modeling import load_causal_lm, pick_device, pick_dtype
 from ft_pipeline.lib.models import load_tokenizer, resolve_base_model
+from ft_pipeline.lib.prefix_cache import common_prefix_length
 from ft_pipeline.lib.scoring import generate_answers, label_tokens, prompt_ids, score_labels
 from ft_pipeline.lib.tokenized import build_tokenized
 from ft_pipeline.recipe import Recipe, load_recipe
 
 RECIPE = ROOT / "recipes" / "tweet_sentiment.yaml"
 WARMUP_ROWS = 8
+SCORING_PATHS = ("scoring", "scoring_no_prefix_cache")
 UNBATCHED_ROWS = 64
 
 
@@ -76,9 +82,11 @@ def generate(model, tokenizer, prompts, device, dtype, args) -> list[str]:
         )
 
 
-def score(model, tokens, prompts, pad, device, dtype, args) -> np.ndarray:
+def score(model, tokens, prompts, pad, device, dtype, args, prefix_cache=True) -> np.ndarray:
     with torch.inference_mode():
-        return score_labels(model, prompts, tokens, pad, device, dtype, args.batch_size)
+        return score_labels(
+            model, prompts, tokens, pad, device, dtype, args.batch_size, prefix_cache=prefix_cache
+        )
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None):
@@ -86,21 +94,28 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
 
 
 def measure(model, tokenizer, prompts, labels, device, dtype, args):
-    """Both paths over the same length-sorted batches, interleaved batch by batch (the one
-    going first alternates) so that load from other processes hits both alike.
-    Returns (texts, probs, {path: [wall s, CPU s]})."""
+    """All paths over the same length-sorted batches, interleaved batch by batch (the order
+    rotating) so that load from other processes hits them alike.
+    Returns (texts, {scoring path: probs}, {path: [wall s, CPU s]}, per-batch prefixes)."""
     tokens, pad = label_tokens(tokenizer, labels), tokenizer.pad_token_id
-    texts, probs = [""] * len(prompts), np.zeros((len(prompts), len(labels)))
-    spent = {"generate": [0.0, 0.0], "scoring": [0.0, 0.0]}
+    texts = [""] * len(prompts)
+    probs = {name: np.zeros((len(prompts), len(labels))) for name in SCORING_PATHS}
+    spent = {name: [0.0, 0.0] for name in ("generate", *SCORING_PATHS)}
+    prefixes = []
     order = np.argsort([len(p) for p in prompts], kind="stable")
     for k, start in enumerate(range(0, len(prompts), args.batch_size)):
         rows = order[start : start + args.batch_size]
         chunk = [prompts[i] for i in rows]
+        prefixes.append(common_prefix_length(chunk))
         paths = [
             ("generate", lambda c=chunk: generate(model, tokenizer, c, device, dtype, args)),
             ("scoring", lambda c=chunk: score(model, tokens, c, pad, device, dtype, args)),
+            (
+                "scoring_no_prefix_cache",
+                lambda c=chunk: score(model, tokens, c, pad, device, dtype, args, False),
+            ),
         ]
-        for name, fn in paths[:: 1 if k % 2 == 0 else -1]:
+        for name, fn in paths[k % 3 :] + paths[: k % 3]:
             wall, cpu = time.perf_counter(), time.process_time()
             out = fn()
             spent[name][0] += time.perf_counter() - wall
@@ -109,8 +124,8 @@ def measure(model, tokenizer, prompts, labels, device, dtype, args):
                 for i, text in zip(rows, out, strict=True):
                     texts[i] = text
             else:
-                probs[rows] = out
-    return texts, probs, spent
+                probs[name][rows] = out
+    return texts, probs, spent, prefixes
 
 
 def main() -> int:
@@ -133,7 +148,10 @@ def main() -> int:
     dtype = pick_dtype(recipe.training.precision, device)
     model = load_causal_lm(resolve_base_model(recipe.model.base, MODELS_DIR, True), device)
     measure(model, tokenizer, prompts[:WARMUP_ROWS], recipe.labels, device, dtype, args)  # warm-up
-    texts, probs, spent = measure(model, tokenizer, prompts, recipe.labels, device, dtype, args)
+    texts, all_probs, spent, prefixes = measure(
+        model, tokenizer, prompts, recipe.labels, device, dtype, args
+    )
+    probs, probs_plain = all_probs["scoring"], all_probs["scoring_no_prefix_cache"]
 
     # The stock way: one `generate` per row, as a text-generation pipeline does; its rate on
     # the first rows (the accuracy figures above come from the batched run).
@@ -149,7 +167,10 @@ def main() -> int:
     m_gen = M.classification_metrics(gold, pred_gen, recipe.labels)
     m_score = M.classification_metrics(gold, pred_score, recipe.labels)
     (gen_s, gen_cpu), (score_s, score_cpu) = spent["generate"], spent["scoring"]
+    plain_s, plain_cpu = spent["scoring_no_prefix_cache"]
     rps_gen, rps_score = len(prompts) / gen_s, len(prompts) / score_s
+    rps_plain = len(prompts) / plain_s
+    pred_plain = probs_plain.argmax(axis=1)
     ratio = rps_score / rps_gen
     speed_met, acc_met = ratio >= 10, m_score["accuracy"] >= m_gen["accuracy"]
     result = {
@@ -163,6 +184,13 @@ def main() -> int:
         "ratio": round(ratio, 2),
         "rows_per_s_generate_unbatched": round(rps_solo, 2),
         "ratio_vs_unbatched": round(rps_score / rps_solo, 2),
+        "rows_per_s_scoring_no_prefix_cache": round(rps_plain, 2),
+        "prefix_cache_speedup": round(rps_score / rps_plain, 2),
+        "cpu_s_scoring_no_prefix_cache": round(plain_cpu, 1),
+        "shared_prefix_tokens": common_prefix_length(prompts),
+        "shared_prefix_tokens_per_batch_mean": round(float(np.mean(prefixes)), 1),
+        "prefix_cache_max_abs_prob_diff": float(f"{np.abs(probs - probs_plain).max():.2e}"),
+        "prefix_cache_prediction_mismatches": int((probs.argmax(axis=1) != pred_plain).sum()),
         "cpu_s_generate": round(gen_cpu, 1),
         "cpu_s_scoring": round(score_cpu, 1),
         "cpu_ratio": round(gen_cpu / score_cpu, 2),
@@ -197,6 +225,13 @@ def print_table(r: dict, texts: list[str], parsed: list[str | None]) -> None:
             f"{name:<10} {r[f'rows_per_s_{name}']:>8.2f} {r[f'accuracy_{name}']:>9.4f} "
             f"{r[f'macro_f1_{name}']:>9.4f}"
         )
+    print(
+        f"scoring without the prefix cache: {r['rows_per_s_scoring_no_prefix_cache']:.2f} rows/s "
+        f"(cache: {r['prefix_cache_speedup']:.2f}x; shared prefix {r['shared_prefix_tokens']} of "
+        f"{r['mean_prompt_tokens']} mean prompt tokens, {r['shared_prefix_tokens_per_batch_mean']} "
+        f"per batch; max prob diff {r['prefix_cache_max_abs_prob_diff']:.1e}, "
+        f"{r['prefix_cache_prediction_mismatches']} prediction mismatches)"
+    )
     met = {True: "met", False: "NOT met"}
     print(
         f"ratio {r['ratio']:.2f}x, CPU-time ratio {r['cpu_ratio']:.2f}x "

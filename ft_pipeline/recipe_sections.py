@@ -98,7 +98,7 @@ class QualityConfig(_Strict):
 
 
 class SplitConfig(_Strict):
-    """Seeded, stratified train/validation/test split."""
+    """Train/validation/test split by a seeded hash of each text: stable as data is added."""
 
     validation: float = Field(0.1, gt=0.0, lt=0.5)
     test: float = Field(0.1, gt=0.0, lt=0.5)

@@ -3,6 +3,9 @@
 Classification never parses generated text: each label option is scored by the model's
 log-probability of its tokens after the prompt. When the labels' first tokens differ (the
 usual case) one forward pass with the head applied at the last position is enough.
+
+The tokens every prompt starts with (system prompt, chat header) are run once and kept as a
+KV cache; each batch then runs only the rest of its prompts (`ft_pipeline.lib.prefix_cache`).
 """
 
 from __future__ import annotations
@@ -17,9 +20,12 @@ import torch
 
 from ft_pipeline.lib.modeling import (
     IGNORE_INDEX,
+    body_and_head,
     collate,
+    hidden_states,
     last_token_logprobs,
 )
+from ft_pipeline.lib.prefix_cache import PrefixCache, plan_prefix, strip_prefix
 from ft_pipeline.lib.rendering import render
 
 Progress = Callable[[int, int], None]
@@ -71,38 +77,69 @@ def score_labels(
     dtype: torch.dtype | None = None,
     batch_size: int = 32,
     progress: Progress | None = None,
+    prefix_cache: bool = True,
 ) -> np.ndarray:
-    """Probabilities over the labels, shape (rows, labels), normalised over the options."""
+    """Probabilities over the labels, shape (rows, labels), normalised over the options.
+
+    With `prefix_cache` the prompts' common token prefix is run once and reused from a KV
+    cache, where the model supports it and the prefix is long enough (same results)."""
     model.eval()
     out = np.zeros((len(prompts), len(tokens.labels)), dtype=np.float64)
-    firsts = torch.tensor([ids[0] for ids in tokens.ids])
+    firsts = torch.tensor([ids[0] for ids in tokens.ids], device=device)
     order = np.argsort([len(p) for p in prompts])  # similar lengths together: less padding
+    prefix = None
+    if prefix_cache:
+        with _autocast(device, dtype):
+            prefix = plan_prefix(model, prompts, device)
     for start, stop in _batches(len(prompts), batch_size):
         rows = order[start:stop]
-        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        chunk = [prompts[i] for i in rows]
+        with _autocast(device, dtype):
             if tokens.single_pass:
-                batch = collate([prompts[i] for i in rows], pad_id).to(device)
-                scores = last_token_logprobs(model, batch)[:, firsts.to(device)]
+                scores = _next_token_logprobs(model, chunk, pad_id, device, prefix)[:, firsts]
             else:
-                scores = _sequence_scores(model, [prompts[i] for i in rows], tokens, pad_id, device)
+                scores = _sequence_scores(model, chunk, tokens, pad_id, device, prefix)
         out[rows] = torch.log_softmax(scores.float(), dim=-1).exp().cpu().numpy()
         if progress:
             progress(stop, len(prompts))
     return out
 
 
-def _sequence_scores(model, prompts, tokens: LabelTokens, pad_id, device) -> torch.Tensor:
-    """Sum of label-token log-probs for every (prompt, label) pair; shape (rows, labels)."""
-    from ft_pipeline.lib.modeling import body_and_head
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
 
+
+def _hidden(model, batch, prefix: PrefixCache | None) -> torch.Tensor:
+    """Last hidden states of `batch` (its rows already stripped of `prefix`)."""
+    if prefix is None:
+        return hidden_states(model, batch)
+    return prefix.hidden_states(model, batch)
+
+
+def _next_token_logprobs(model, prompts, pad_id, device, prefix: PrefixCache | None):
+    """Next-token log-probs after each prompt; shape (rows, vocabulary)."""
+    if prefix is None:
+        return last_token_logprobs(model, collate(prompts, pad_id).to(device))
+    batch = collate(strip_prefix(prompts, prefix), pad_id).to(device)
+    hidden = _hidden(model, batch, prefix)
+    last = batch.attention_mask.sum(dim=1) - 1
+    picked = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+    _, head = body_and_head(model)
+    return torch.log_softmax(head(picked).float(), dim=-1)
+
+
+def _sequence_scores(
+    model, prompts, tokens: LabelTokens, pad_id, device, prefix: PrefixCache | None = None
+) -> torch.Tensor:
+    """Sum of label-token log-probs for every (prompt, label) pair; shape (rows, labels)."""
     seqs, labels = [], []
     for p in prompts:
         for ids in tokens.ids:
             seqs.append(list(p) + ids)
             labels.append([IGNORE_INDEX] * len(p) + ids)
-    batch = collate(seqs, pad_id, labels).to(device)
-    body, head = body_and_head(model)
-    hidden = body(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
+    batch = collate(strip_prefix(seqs, prefix), pad_id, strip_prefix(labels, prefix)).to(device)
+    _, head = body_and_head(model)
+    hidden = _hidden(model, batch, prefix)
     targets = batch.labels[:, 1:]
     where = targets != IGNORE_INDEX
     logp = torch.log_softmax(head(hidden[:, :-1][where]).float(), dim=-1)

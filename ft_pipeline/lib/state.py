@@ -65,6 +65,9 @@ class StatePaths:
     def tokenized(self, recipe_name: str) -> Path:
         return self.root / "data" / "tokenized" / recipe_name
 
+    def partition_cache(self, recipe_name: str) -> Path:
+        return self.root / "data" / "cache" / recipe_name
+
     def adapters(self, recipe_name: str) -> Path:
         return self.root / "adapters" / recipe_name
 

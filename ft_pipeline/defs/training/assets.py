@@ -9,6 +9,7 @@ from ft_pipeline.defs.partitions import source_partitions
 from ft_pipeline.defs.resources import RecipeResource, StateResource
 from ft_pipeline.lib import partition_store as store
 from ft_pipeline.lib.models import load_tokenizer
+from ft_pipeline.lib.partition_cache import PartitionCache
 from ft_pipeline.lib.report import markdown_table
 from ft_pipeline.lib.tokenized import build_tokenized, fingerprint, save_tokenized, split_summary
 
@@ -29,7 +30,9 @@ def tokenized_dataset(
     """Train/validation/test splits rendered with the base model's chat template.
 
     Joins every clean partition that passed its quality gate, removes duplicates across
-    partitions, splits seeded and stratified, and masks everything but the answer tokens.
+    partitions, splits by a seeded hash of each text (a row never changes split as data is
+    added), and masks everything but the answer tokens. Each partition's signatures and
+    tokens are cached, so a new file costs about its own rows.
     Partitions left out are listed in the metadata with the reason.
     """
     paths = state.paths()
@@ -55,7 +58,9 @@ def tokenized_dataset(
         )
     context.log.info(f"joining {len(frames)} partitions: {sorted(frames)}")
     tokenizer = load_tokenizer(r.model.base, paths.models)
-    result = build_tokenized(frames, r, tokenizer)
+    cache = PartitionCache(paths.partition_cache(r.name), r.tokenization_hash())
+    result = build_tokenized(frames, r, tokenizer, versions, cache)
+    cache.prune()
     summary = split_summary(result.dataset, r.task)
     version = fingerprint(versions, r)
     manifest = {
@@ -79,6 +84,7 @@ def tokenized_dataset(
             "rows_in": s["rows_in"],
             "rows_dropped": s["rows_dropped"],
             "cross_partition_duplicates": s["cross_partition_duplicates"],
+            "partition_cache_hits": s["partition_cache"]["hits"],
             "truncation_rate": float(s["truncation_rate"]),
             "stratified": s["stratified"],
             "split_sizes": dg.MetadataValue.json(summary["split_sizes"]),
