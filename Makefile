@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 FT_HOME ?= $(CURDIR)/.ft_home
 RECIPE ?= recipes/tweet_sentiment.yaml
+# Every server binds to loopback; BIND_HOST=0.0.0.0 exposes them (behind your own auth/proxy).
+BIND_HOST ?= 127.0.0.1
 UI_PORT ?= 3000
 MLFLOW_PORT ?= 5000
 SERVE_PORT ?= 5001
@@ -56,22 +58,22 @@ test: $(STAMP) browser-deps
 # Dagster (webserver + daemon) on UI_PORT and the MLflow UI on MLFLOW_PORT; Ctrl-C stops both.
 ui: $(STAMP)
 	@mkdir -p $(DAGSTER_HOME) && cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
-	@echo "Dagster UI: http://127.0.0.1:$(UI_PORT)   MLflow UI: http://127.0.0.1:$(MLFLOW_PORT)"
+	@echo "Dagster UI: http://$(BIND_HOST):$(UI_PORT)   MLflow UI: http://$(BIND_HOST):$(MLFLOW_PORT)"
 	@PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/mlflow ui --backend-store-uri sqlite:///$(FT_HOME)/mlflow.db \
-		--default-artifact-root $(FT_HOME)/mlartifacts -h 127.0.0.1 -p $(MLFLOW_PORT) \
+		--default-artifact-root $(FT_HOME)/mlartifacts -h $(BIND_HOST) -p $(MLFLOW_PORT) \
 		> $(FT_HOME)/mlflow-ui.log 2>&1 & \
 	mlflow_pid=$$!; trap "kill $$mlflow_pid 2>/dev/null" EXIT INT TERM; \
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(UI_PORT)
+	$(BIN)/dagster dev -w workspace.yaml -h $(BIND_HOST) -p $(UI_PORT)
 
 mlflow-ui: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/mlflow ui --backend-store-uri sqlite:///$(FT_HOME)/mlflow.db \
-		--default-artifact-root $(FT_HOME)/mlartifacts -h 127.0.0.1 -p $(MLFLOW_PORT)
+		--default-artifact-root $(FT_HOME)/mlartifacts -h $(BIND_HOST) -p $(MLFLOW_PORT)
 
-# Serve the champion over HTTP: POST http://127.0.0.1:$(SERVE_PORT)/invocations
+# Serve the champion over HTTP: POST http://$(BIND_HOST):$(SERVE_PORT)/invocations
 serve: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" MLFLOW_TRACKING_URI=sqlite:///$(FT_HOME)/mlflow.db \
 		$(BIN)/mlflow models serve -m "models:/$(MODEL_NAME)@champion" --env-manager local \
-		-h 127.0.0.1 -p $(SERVE_PORT)
+		-h $(BIND_HOST) -p $(SERVE_PORT)
 
 predict: $(STAMP)
 	$(BIN)/ft-pipeline predict "$(TEXT)"

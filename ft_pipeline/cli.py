@@ -30,6 +30,10 @@ def _setup(args: argparse.Namespace) -> StatePaths:
 def _materialize(defs, instance, selection, partition_key=None):
     import dagster as dg
 
+    from ft_pipeline.defs.stale_runs import owner_tags, recover_stale_runs
+
+    for run_id in recover_stale_runs(instance):
+        print(f"    run {run_id}: its process is gone; marked failed, its pool slots freed")
     return dg.materialize(
         [*defs.assets, *defs.asset_checks],
         selection=selection,
@@ -37,7 +41,7 @@ def _materialize(defs, instance, selection, partition_key=None):
         instance=instance,
         resources=defs.resources,
         raise_on_error=False,
-        tags={"ft_pipeline/launched_by": "ft-pipeline run"},
+        tags={"ft_pipeline/launched_by": "ft-pipeline run", **owner_tags()},
     )
 
 

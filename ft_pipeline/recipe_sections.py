@@ -5,9 +5,22 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 BUNDLED_CORPORA = ("bundled:crowdflower-tweets",)
+
+
+def _not_bool(value: Any) -> Any:
+    # YAML `r: true` would otherwise pass as the number 1 (bool is an int in Python).
+    if isinstance(value, bool):
+        raise ValueError("expected a number, got a boolean")
+    return value
+
+
+# Numbers as recipes write them: `1e-3` (a string to YAML 1.1) is read as 0.001, a boolean
+# is an error rather than 0 or 1.
+Int = Annotated[int, BeforeValidator(_not_bool)]
+Float = Annotated[float, BeforeValidator(_not_bool)]
 
 
 class _Strict(BaseModel):
@@ -56,8 +69,14 @@ class DataConfig(_Strict):
 
     sources: list[Annotated[SourceSpec, Field()]] = Field(default_factory=list)
     incoming_dir: str | None = Field(None, description="landing folder; default <state>/incoming")
+    source_root: str = Field(
+        ".", description="folder that source paths must stay in (relative to the recipe's folder)"
+    )
     columns: ColumnMapping = ColumnMapping()
     encoding: str = "utf-8"
+    max_file_mb: Float = Field(
+        100, gt=0, description="larger source files are refused before reading (MB = 2**20 bytes)"
+    )
 
     @field_validator("sources", mode="before")
     @classmethod
@@ -75,10 +94,10 @@ class CleaningConfig(_Strict):
     mentions: Literal["keep", "replace", "remove"] = "replace"
     mention_token: str = "@user"
     lowercase_labels: bool = True
-    min_confidence: float | None = Field(None, ge=0.0, le=1.0)
-    min_chars: int = Field(1, ge=1)
-    max_chars: int = Field(1000, ge=1)
-    near_duplicate_threshold: float | None = Field(0.9, gt=0.0, le=1.0)
+    min_confidence: Float | None = Field(None, ge=0.0, le=1.0)
+    min_chars: Int = Field(1, ge=1)
+    max_chars: Int = Field(1000, ge=1)
+    near_duplicate_threshold: Float | None = Field(0.9, gt=0.0, le=1.0)
 
     @model_validator(mode="after")
     def _bounds(self) -> CleaningConfig:
@@ -93,16 +112,16 @@ class CleaningConfig(_Strict):
 class QualityConfig(_Strict):
     """Thresholds of the blocking quality gates."""
 
-    min_label_share: float = Field(0.05, ge=0.0, lt=1.0)
-    max_truncation_rate: float = Field(0.02, ge=0.0, le=1.0)
+    min_label_share: Float = Field(0.05, ge=0.0, lt=1.0)
+    max_truncation_rate: Float = Field(0.02, ge=0.0, le=1.0)
 
 
 class SplitConfig(_Strict):
     """Train/validation/test split by a seeded hash of each text: stable as data is added."""
 
-    validation: float = Field(0.1, gt=0.0, lt=0.5)
-    test: float = Field(0.1, gt=0.0, lt=0.5)
-    seed: int = 42
+    validation: Float = Field(0.1, gt=0.0, lt=0.5)
+    test: Float = Field(0.1, gt=0.0, lt=0.5)
+    seed: Int = 42
 
     @model_validator(mode="after")
     def _leaves_training_rows(self) -> SplitConfig:
@@ -128,15 +147,15 @@ class ModelConfig(_Strict):
     head: Literal["lm", "classifier"] = Field(
         "lm", description="lm: next-token label scoring; classifier: a classification head"
     )
-    max_length: int = Field(256, ge=8, le=32768)
+    max_length: Int = Field(256, ge=8, le=32768)
 
 
 class LoraConfig(_Strict):
     """LoRA hyperparameters (translated to peft.LoraConfig in one place)."""
 
-    r: int = Field(16, ge=1)
-    alpha: int = Field(32, ge=1)
-    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    r: Int = Field(16, ge=1)
+    alpha: Int = Field(32, ge=1)
+    dropout: Float = Field(0.05, ge=0.0, lt=1.0)
     target_modules: list[str] | Literal["all-linear"] = Field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"]
     )
@@ -145,46 +164,46 @@ class LoraConfig(_Strict):
 class TrainingConfig(_Strict):
     """Optimisation settings for the adapter."""
 
-    learning_rate: float = Field(2e-4, gt=0.0, lt=1.0)
-    head_learning_rate: float | None = Field(
+    learning_rate: Float = Field(2e-4, gt=0.0, lt=1.0)
+    head_learning_rate: Float | None = Field(
         None, gt=0.0, lt=1.0, description="classifier head's rate; default learning_rate"
     )
     lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "cosine"
-    warmup_ratio: float = Field(0.05, ge=0.0, lt=1.0)
-    batch_size: int = Field(8, ge=1)
-    gradient_accumulation: int = Field(1, ge=1)
-    epochs: float = Field(1.0, gt=0.0)
-    max_steps: int | None = Field(None, ge=1)
-    max_train_rows: int | None = Field(None, ge=1)
-    max_val_rows: int | None = Field(300, ge=1)
+    warmup_ratio: Float = Field(0.05, ge=0.0, lt=1.0)
+    batch_size: Int = Field(8, ge=1)
+    gradient_accumulation: Int = Field(1, ge=1)
+    epochs: Float = Field(1.0, gt=0.0)
+    max_steps: Int | None = Field(None, ge=1)
+    max_train_rows: Int | None = Field(None, ge=1)
+    max_val_rows: Int | None = Field(300, ge=1)
     precision: Literal["auto", "fp32", "bf16"] = "auto"
-    eval_every: int = Field(50, ge=1)
-    checkpoint_every: int = Field(50, ge=1)
-    early_stopping_patience: int | None = Field(3, ge=1)
-    seed: int = 42
+    eval_every: Int = Field(50, ge=1)
+    checkpoint_every: Int = Field(50, ge=1)
+    early_stopping_patience: Int | None = Field(3, ge=1)
+    seed: Int = 42
 
 
 class EvaluationConfig(_Strict):
     """The promotion gate and evaluation sizes."""
 
-    min_f1_gain: float = Field(0.0, ge=-1.0, le=1.0)
-    max_test_rows: int | None = Field(None, ge=1)
-    bootstrap_samples: int = Field(1000, ge=100)
-    confidence: float = Field(0.95, gt=0.5, lt=1.0)
-    max_generation_rows: int = Field(100, ge=1)
-    max_new_tokens: int = Field(64, ge=1)
+    min_f1_gain: Float = Field(0.0, ge=-1.0, le=1.0)
+    max_test_rows: Int | None = Field(None, ge=1)
+    bootstrap_samples: Int = Field(1000, ge=100)
+    confidence: Float = Field(0.95, gt=0.5, lt=1.0)
+    max_generation_rows: Int = Field(100, ge=1)
+    max_new_tokens: Int = Field(64, ge=1)
 
 
 class AutomationConfig(_Strict):
     """When the pipeline reruns by itself (sensor, declarative automation, schedule)."""
 
-    min_new_rows: int = Field(
+    min_new_rows: Int = Field(
         500, ge=0, description="new training rows needed before automation retrains"
     )
     retrain_cron: str = Field("0 3 * * 1", description="weekly retraining (cron, UTC)")
-    landing_interval_s: int = Field(
+    landing_interval_s: Int = Field(
         15, ge=1, description="how often the landing sensor looks for new files (seconds)"
     )
-    automation_interval_s: int = Field(
+    automation_interval_s: Int = Field(
         30, ge=1, description="how often declarative automation is evaluated (seconds)"
     )

@@ -78,6 +78,7 @@ def test_crash_and_resume_gives_the_same_adapter_as_an_uninterrupted_run(setup, 
     (ckpt / "step-000006").mkdir()  # half-written: no marker, must be skipped
     resumed = _train(setup, tmp_path / "b")
     assert resumed.resumed_from == 4 and resumed.steps == 10
+    assert resumed.optimizer_steps == straight.optimizer_steps == 10  # AdamW's own count
 
     a = load_file(tmp_path / "a" / "adapter" / "adapter_model.safetensors")
     b = load_file(tmp_path / "b" / "adapter" / "adapter_model.safetensors")
@@ -179,6 +180,40 @@ def test_reaper_kills_runs_of_dead_processes_only(tracker, tmp_path):
     assert tracker.client.get_run(run_dead).info.status == "KILLED"
     assert tracker.client.get_run(run_alive).info.status == "RUNNING"
     shutil.rmtree(tmp_path / "art", ignore_errors=True)
+
+
+def test_reaper_sees_through_zombies_and_reused_pids(tracker):
+    import socket
+    import time
+
+    import psutil
+
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])  # exits, not yet waited for
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        deadline = time.monotonic() + 120
+        while psutil.Process(zombie.pid).status() != psutil.STATUS_ZOMBIE:
+            assert time.monotonic() < deadline, "the child never exited"
+            time.sleep(0.05)
+        tags = {"ft_pipeline.host": socket.gethostname()}
+
+        def run(pid: int, start_ms: int | None = None) -> str:
+            return tracker.client.create_run(
+                tracker.experiment_id,
+                start_time=start_ms,
+                tags={**tags, "ft_pipeline.pid": str(pid)},
+            ).info.run_id
+
+        of_zombie = run(zombie.pid)
+        hour_ago = int((time.time() - 3600) * 1000)
+        reused = run(alive.pid, start_ms=hour_ago)  # that pid is now a younger process's
+        current = run(alive.pid)
+        assert set(tracker.reap_stale_runs()) == {of_zombie, reused}
+        assert tracker.client.get_run(current).info.status == "RUNNING"
+    finally:
+        for proc in (zombie, alive):
+            proc.kill()
+            proc.wait()
 
 
 @pytest.mark.parametrize("head_lr", [None, 0.02])

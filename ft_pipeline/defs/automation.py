@@ -12,15 +12,18 @@ characters) are ignored.
 Each file version (its SHA-256) is ingested once: touching a file does nothing, rewriting it
 with new bytes starts a new run, and the run key `<partition>@<sha256[:16]>` stops the same
 version from running twice, even if the sensor cursor is lost. A deleted file is forgotten by
-the sensor; its partition and materializations stay.
+the sensor; its partition and materializations stay. An entry with a data-file name that
+is a directory, or a symlink whose target is outside the landing folder, is never read: each
+tick logs it with the reason and names it in the skip message.
 """
 
 import dagster as dg
 
 from ft_pipeline.defs.partitions import source_partitions
 from ft_pipeline.defs.resources import RecipeResource, StateResource
+from ft_pipeline.defs.stale_runs import recover_stale_runs
 from ft_pipeline.lib import landing
-from ft_pipeline.lib.sources import configured
+from ft_pipeline.lib.sources import configured_keys
 
 SHA_TAG = "ft_pipeline/file_sha256"
 
@@ -50,23 +53,28 @@ def _landing_tick(
     (`data.sources`) are registered as partitions too, without a run, so they can be
     materialized from the UI on a fresh state folder.
     """
+    for run_id in recover_stale_runs(context.instance):
+        context.log.warning(f"run {run_id}: its process is gone; marked failed, slots freed")
     folder = recipe.landing(state)
     known = set(context.instance.get_dynamic_partitions(source_partitions.name))
-    unregistered = [
-        s.key for s in configured(recipe.load(), recipe.base_dir()) if s.key not in known
-    ]
+    # Keys only: a recipe source that is missing or unreadable fails its own runs, not the tick.
+    unregistered = [k for k in configured_keys(recipe.load()) if k not in known]
     result = landing.scan(folder, landing.parse_cursor(context.cursor))
     cursor = landing.dump_cursor(result.cursor)
     for name in result.unreadable:
         context.log.warning(f"{folder / name}: cannot be read now; will retry next tick")
     for name in result.rejected:
         context.log.warning(f"{folder / name}: ignored, the name cannot be a partition key")
+    for name, why in result.ignored.items():
+        context.log.warning(f"{folder / name}: ignored, it {why}")
 
     if not result.changed:
         if result.folder_missing:
             reason = f"landing folder {folder} does not exist"
         else:
             reason = f"no new or changed files among {result.checked} checked in {folder}"
+        if result.ignored:
+            reason += "; ignored: " + "; ".join(f"{n} {w}" for n, w in result.ignored.items())
         return dg.SensorResult(
             skip_reason=dg.SkipReason(reason),
             cursor=cursor,
@@ -135,11 +143,20 @@ retrain_job = dg.define_asset_job("retrain", selection=dg.AssetSelection.assets(
 
 def retrain_schedule(cron: str) -> dg.ScheduleDefinition:
     """Weekly (by default) retraining of the model assets. Unchanged inputs reuse the adapter
-    by its key, so a quiet week costs seconds."""
-    return dg.ScheduleDefinition(
+    by its key, so a quiet week costs seconds. A tick before any tokenized dataset exists
+    (a fresh state folder, or the first files still being ingested) is skipped, not failed."""
+
+    @dg.schedule(
         name="retrain_schedule",
         job=retrain_job,
         cron_schedule=cron,
         execution_timezone="UTC",
         default_status=dg.DefaultScheduleStatus.RUNNING,
     )
+    def _retrain(context: dg.ScheduleEvaluationContext):
+        key = dg.AssetKey("tokenized_dataset")
+        if context.instance.get_latest_materialization_event(key) is None:
+            return dg.SkipReason("tokenized_dataset has not been materialized yet")
+        return dg.RunRequest()
+
+    return _retrain

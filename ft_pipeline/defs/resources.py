@@ -1,14 +1,19 @@
 """Resources: the state folder and the active recipe."""
 
+import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import dagster as dg
 
 from ft_pipeline.lib.sources import incoming_dir
 from ft_pipeline.lib.state import StatePaths, default_home, default_recipe_path
-from ft_pipeline.lib.tracking import Tracker
 from ft_pipeline.recipe import Recipe, load_recipe
+
+if TYPE_CHECKING:
+    from ft_pipeline.lib.tracking import Tracker
 
 
 class StateResource(dg.ConfigurableResource):
@@ -39,22 +44,44 @@ class RecipeResource(dg.ConfigurableResource):
         return incoming_dir(self.load(), state.paths().incoming, self.base_dir())
 
 
+TRACKING_URI_ENV = "FT_MLFLOW_TRACKING_URI"
+
+
 class MlflowResource(dg.ConfigurableResource):
     """MLflow tracking: default `sqlite:///<state>/mlflow.db`, artifacts under the state folder.
 
-    Set `tracking_uri` (e.g. via `MLFLOW_TRACKING_URI` in definitions) for a shared server.
+    For a shared server set `FT_MLFLOW_TRACKING_URI` (or `tracking_uri`; MLflow's own
+    `MLFLOW_TRACKING_URI` is left alone, since MLflow sets it process-wide). Credentials go in
+    MLflow's own environment variables (`MLFLOW_TRACKING_TOKEN`, or `MLFLOW_TRACKING_USERNAME`
+    and `MLFLOW_TRACKING_PASSWORD`), never in the URI: resource config is shown in the UI.
     """
 
     tracking_uri: str = ""
     artifact_root: str = ""
 
     def uri(self, state: StateResource) -> str:
-        return self.tracking_uri or state.paths().mlflow_uri
+        uri = self.tracking_uri or os.environ.get(TRACKING_URI_ENV) or ""
+        return checked_tracking_uri(uri) if uri else state.paths().mlflow_uri
 
-    def tracker(self, state: StateResource, recipe: Recipe) -> Tracker:
+    def tracker(self, state: StateResource, recipe: Recipe) -> "Tracker":
+        from ft_pipeline.lib.tracking import Tracker  # mlflow loads only when a run tracks
+
         paths = state.paths()
         root = Path(self.artifact_root) if self.artifact_root else paths.mlflow_artifacts
         return Tracker.connect(self.uri(state), f"ft_pipeline/{recipe.name}", root)
+
+
+def checked_tracking_uri(uri: str) -> str:
+    """The URI, unless it carries credentials (which would then be shown and logged)."""
+    parts = urlsplit(uri)
+    if parts.password is not None or (parts.username and parts.scheme.startswith("http")):
+        safe = parts._replace(netloc=parts.hostname or "").geturl()
+        raise ValueError(
+            f"the MLflow tracking URI {safe} carries credentials; remove them from the URI and "
+            "set MLFLOW_TRACKING_TOKEN (or MLFLOW_TRACKING_USERNAME and "
+            "MLFLOW_TRACKING_PASSWORD) in the environment instead"
+        )
+    return uri
 
 
 class TrainerResource(dg.ConfigurableResource):

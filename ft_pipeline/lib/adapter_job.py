@@ -75,8 +75,12 @@ def fit_adapter(
     log: Callable[[str], None],
     device: str = "auto",
     fail_after_steps: int | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> AdapterOutcome:
-    """Reuse the adapter for this key if complete; otherwise train (resuming) and track it."""
+    """Reuse the adapter for this key if complete; otherwise train (resuming) and track it.
+
+    `warn` receives a warning per damaged checkpoint skipped on resume (default: `log`).
+    """
     key = current_key(paths, recipe, manifest["data_version"])
     folder = paths.adapters(recipe.name) / key
     if (info := read_info(folder)) is not None:
@@ -145,15 +149,24 @@ def fit_adapter(
             dtype=dtype,
             on_log=on_log,
             fail_after_steps=fail_after_steps,
+            on_warning=warn or log,
         )
         if result.resumed_from is not None:
             log(f"resumed from checkpoint at step {result.resumed_from}")
+        tracker.set_tags(
+            run_id,
+            {
+                "ft_pipeline.resumed_from_step": str(result.resumed_from),
+                "ft_pipeline.skipped_checkpoints": str(len(result.skipped_checkpoints)),
+            },
+        )
         tracker.log_metrics(
             run_id,
             {
                 "best_val_loss": result.best_val_loss,
                 "initial_val_loss": result.initial_val_loss,
                 "train_tokens_per_s": result.tokens_per_s,
+                "optimizer_steps": result.optimizer_steps,
             },
             step=result.steps,
         )
@@ -170,6 +183,8 @@ def fit_adapter(
             "best_step": result.best_step,
             "stopped_early": result.stopped_early,
             "resumed_from": result.resumed_from,
+            "optimizer_steps": result.optimizer_steps,
+            "skipped_checkpoints": result.skipped_checkpoints,
             "train_rows": len(train_ds),
             "val_rows": len(val_ds),
             "tokens_per_s": result.tokens_per_s,

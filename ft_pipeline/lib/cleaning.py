@@ -79,10 +79,12 @@ class _RowCleaner:
             mention_token=c.mention_token,
         )
         self.answer_opts = dict(fix_unicode=c.fix_unicode, mojibake=c.strip_mojibake)
-        fold = str.casefold if c.lowercase_labels else str
-        self.fold = fold
-        self.aliases = {fold(k.strip()): v for k, v in recipe.label_aliases.items()}
+        case = str.casefold if c.lowercase_labels else str
+        # Labels that differ only by case (when folded) or by spacing are the same label.
+        self.fold = fold = lambda value: case(" ".join(value.split()))
+        self.aliases = {fold(k): v for k, v in recipe.label_aliases.items()}
         self.aliases.update({fold(lab): lab for lab in recipe.labels})
+        self.by_case = {" ".join(lab.split()).casefold(): lab for lab in recipe.labels}
         self.counts: Counter[str] = Counter()
 
     def _normalize(self, value: Any, what: str, **opts: Any) -> str:
@@ -109,7 +111,12 @@ class _RowCleaner:
         label = self.aliases.get(self.fold(raw))
         if label is None:
             allowed = ", ".join(self.recipe.labels)
-            raise RowRejected("unknown_label", f"unknown label {raw!r}; allowed: {allowed}")
+            shown = raw if len(raw) <= 80 else f"{raw[:80]}..."
+            reason = f"unknown label {shown!r}; allowed: {allowed}"
+            near = self.by_case.get(" ".join(raw.split()).casefold())
+            if near is not None:
+                reason += f" (differs from {near!r} by case; cleaning.lowercase_labels is off)"
+            raise RowRejected("unknown_label", reason)
         return label
 
     def _confidence(self, value: Any) -> float | None:

@@ -7,8 +7,6 @@ anything is written: a merge that changes predictions is an error, not a deploym
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,6 +14,7 @@ from typing import Any
 
 import torch
 
+from ft_pipeline.lib.atomic import crash_point, staged_dir
 from ft_pipeline.lib.heads import Head, classifier_logits
 from ft_pipeline.lib.modeling import collate, last_token_logprobs
 from ft_pipeline.recipe import Recipe
@@ -105,20 +104,21 @@ def write_model_folder(
     target: Path,
     extra: dict[str, Any],
 ) -> Path:
-    """Save weights, tokenizer, recipe and card into `target` (atomic folder swap)."""
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    merged.save_pretrained(str(tmp))
-    tokenizer.save_pretrained(str(tmp))
+    """Save weights, tokenizer, recipe and card into `target` (atomic folder swap).
+
+    Everything is written and flushed in a temporary folder beside `target`, which is then
+    renamed into place: a crash leaves either the previous folder or the new one, and a full
+    or read-only disk raises `StateWriteError` with the previous folder untouched."""
     config = {
         "recipe": recipe.model_dump(mode="json"),
         "labels": recipe.labels,
         "head": recipe.model.head,
         **extra,
     }
-    (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2))
-    (tmp / CARD_FILE).write_text(card)
-    shutil.rmtree(target, ignore_errors=True)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(tmp, target)
+    with staged_dir(target, label="deploy.folder") as tmp:
+        merged.save_pretrained(str(tmp))
+        crash_point("deploy.folder.staging")
+        tokenizer.save_pretrained(str(tmp))
+        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2))
+        (tmp / CARD_FILE).write_text(card)
     return target

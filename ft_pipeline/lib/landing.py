@@ -11,7 +11,9 @@ re-read. The cursor is a JSON-serialisable dict
 
 A file that cannot be read this tick (permission denied, vanished between listing and
 hashing, still changing while being hashed) is skipped and retried on the next tick; a file
-that is gone is dropped from the cursor.
+that is gone is dropped from the cursor. An entry with a data-file name that is not a file
+the pipeline may read (a directory, a symlink to somewhere outside the landing folder) is
+ignored with its reason.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ft_pipeline.lib.sources import SUFFIX_FORMATS, is_ignored
+from ft_pipeline.lib.sources import SUFFIX_FORMATS, entry_problem, is_ignored
 from ft_pipeline.lib.state import file_sha256
 
 INCOMING_PREFIX = "incoming:"
@@ -49,7 +51,8 @@ class ScanResult:
 
     `changed`: new or changed file versions, sorted by name; `cursor`: the cursor for the next
     scan; `checked`: eligible files looked at; `unreadable` and `rejected`: file names skipped
-    this time (retried next scan) and names that can never be partition keys.
+    this time (retried next scan) and names that can never be partition keys; `ignored`:
+    entries with a data-file name that are not readable files (name -> reason).
     """
 
     changed: list[LandedFile]
@@ -58,6 +61,7 @@ class ScanResult:
     unreadable: list[str] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)
     folder_missing: bool = False
+    ignored: dict[str, str] = field(default_factory=dict)
 
 
 def incoming_key(name: str) -> str:
@@ -118,7 +122,8 @@ def scan(landing: Path, previous: Mapping[str, Mapping[str, Any]]) -> ScanResult
     unreadable: list[str] = []
     rejected: list[str] = []
     checked = 0
-    for path in _candidates(landing):
+    candidates, ignored = _candidates(landing)
+    for path in candidates:
         name = path.name
         if not is_valid_key_name(name):
             rejected.append(name)
@@ -134,26 +139,31 @@ def scan(landing: Path, previous: Mapping[str, Mapping[str, Any]]) -> ScanResult
         cursor[name] = entry
         if old is None or old.get("sha256") != entry["sha256"]:
             changed.append(LandedFile(incoming_key(name), path, entry["sha256"]))
-    return ScanResult(changed, cursor, checked, unreadable, rejected)
+    return ScanResult(changed, cursor, checked, unreadable, rejected, ignored=ignored)
 
 
-def _candidates(landing: Path) -> list[Path]:
-    """Eligible regular files in the landing folder, sorted by name."""
+def _candidates(landing: Path) -> tuple[list[Path], dict[str, str]]:
+    """Eligible regular files in the landing folder sorted by name, and the entries with an
+    eligible name that were refused (name -> reason)."""
     try:
         entries = list(os.scandir(landing))
     except OSError:
-        return []
+        return [], {}
     paths = []
+    ignored: dict[str, str] = {}
     for entry in entries:
         if not is_eligible_name(entry.name):
             continue
+        path = Path(entry.path)
         try:
-            if not entry.is_file():
-                continue
-        except OSError:
+            problem = entry_problem(path, landing)
+        except OSError as exc:
+            problem = f"cannot be inspected ({exc})"
+        if problem:
+            ignored[entry.name] = problem
             continue
-        paths.append(Path(entry.path))
-    return sorted(paths, key=lambda p: p.name)
+        paths.append(path)
+    return sorted(paths, key=lambda p: p.name), dict(sorted(ignored.items()))
 
 
 def _fingerprint(path: Path, old: Mapping[str, Any] | None) -> dict[str, Any] | None:

@@ -1,18 +1,30 @@
-"""Registration: log a deployment folder as an MLflow pyfunc and register a version."""
+"""Registration: log a deployment folder as an MLflow pyfunc and register a version.
+
+The model is logged first (its artifacts copied into the artifact store) and registered
+after, in one step that creates the version with its tags: a process killed on the way
+leaves either no version or a complete, tagged one. A logged model left half uploaded
+(status PENDING, its run killed) is marked FAILED and its partial artifacts deleted by
+`fail_stale_models` before the next deployment.
+"""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 import mlflow
 import pandas as pd
+from mlflow import MlflowClient
+from mlflow.entities import LoggedModelStatus
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.models import infer_signature
 
+from ft_pipeline.lib.atomic import crash_point
 from ft_pipeline.lib.registry import METRIC_TAG_PREFIX
 from ft_pipeline.lib.serving import ARTIFACT_KEY, RUNTIME_PACKAGES, LabelModel, predict_folder
 
@@ -35,12 +47,14 @@ def log_and_register(
     run_tags: Mapping[str, Any],
     metrics: Mapping[str, float],
     input_example_texts: Sequence[str],
+    version_tags: Mapping[str, str] | None = None,
 ) -> ModelVersion:
     """Log a deployment folder as a pyfunc model and register it as a new version.
 
-    Runs inside the active MLflow run (or a new one). The version is tagged with the metrics
-    (`ft_pipeline.metric.<name>`) so a later promotion gate can compare against the champion
-    without going back to the run. Returns the new ModelVersion (tags included).
+    Runs inside the active MLflow run (or a new one). The version is created with its tags:
+    `version_tags` and the metrics (`ft_pipeline.metric.<name>`), so a later promotion gate
+    can compare against the champion without going back to the run, and a version is never
+    seen without them. Returns the new ModelVersion (tags included).
     """
     folder = Path(folder)
     texts = list(input_example_texts)
@@ -58,15 +72,39 @@ def log_and_register(
             artifacts={ARTIFACT_KEY: str(folder)},
             signature=signature,
             input_example=example,
-            registered_model_name=registered_name,
             pip_requirements=runtime_requirements(),
         )
-    if info.registered_model_version is None:
-        raise RuntimeError(f"MLflow did not register a version of {registered_name!r}")
-    version_id = str(info.registered_model_version)
-    client = mlflow.MlflowClient()
-    for key, value in metrics.items():
-        client.set_model_version_tag(
-            registered_name, version_id, f"{METRIC_TAG_PREFIX}{key}", repr(float(value))
-        )
-    return client.get_model_version(registered_name, version_id)
+        crash_point("deploy.model_logged")
+        tags = {
+            **{k: str(v) for k, v in (version_tags or {}).items()},
+            **{f"{METRIC_TAG_PREFIX}{k}": repr(float(v)) for k, v in metrics.items()},
+        }
+        created = mlflow.register_model(info.model_uri, registered_name, tags=tags)
+    return mlflow.MlflowClient().get_model_version(registered_name, str(created.version))
+
+
+def _local_path(uri: str) -> Path | None:
+    parsed = urlparse(uri)
+    return Path(unquote(parsed.path)) if parsed.scheme in ("", "file") else None
+
+
+def fail_stale_models(client: MlflowClient, experiment_id: str) -> list[str]:
+    """Mark logged models still PENDING whose run has ended as FAILED; return their ids.
+
+    Such a model was being uploaded when its process died (a run killed outright is marked
+    KILLED by `Tracker.reap_stale_runs`, which must run first). Its partial artifacts are
+    deleted when they are on the local file system. A model of a live run is left alone."""
+    pending = str(LoggedModelStatus.PENDING)
+    failed = []
+    for model in client.search_logged_models([experiment_id], max_results=1000):
+        if str(model.status) != pending:
+            continue
+        run_id = model.source_run_id
+        if run_id and client.get_run(run_id).info.status == "RUNNING":
+            continue
+        client.finalize_logged_model(model.model_id, LoggedModelStatus.FAILED)
+        local = _local_path(model.artifact_location or "")
+        if local is not None and local.is_dir():
+            shutil.rmtree(local, ignore_errors=True)
+        failed.append(model.model_id)
+    return failed

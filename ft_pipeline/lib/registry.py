@@ -1,6 +1,7 @@
 """Model registry: the `champion` alias, promotion with a recorded predecessor, rollback.
 
-Serving loads `models:/<name>@champion`, so moving that alias is the whole deployment.
+Serving loads `models:/<name>@champion`, so moving that alias is the whole deployment. It is
+the last step, one database write: until it happens the previous champion is served, whole.
 Promotion writes the previous champion's version into a tag on the new one, which makes
 rollback a walk back along that chain; no version is ever deleted. Each version carries its
 evaluation metrics as tags (`ft_pipeline.metric.<name>`) so a gate can compare a candidate
@@ -12,6 +13,8 @@ from __future__ import annotations
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
+
+from ft_pipeline.lib.atomic import crash_point
 
 CHAMPION = "champion"
 PREVIOUS_TAG = "ft_pipeline.previous_champion"
@@ -63,6 +66,7 @@ def promote(client: MlflowClient | str | None, name: str, version: str | int) ->
         client.set_model_version_tag(name, version, PREVIOUS_TAG, previous)
     else:
         _clear_previous(client, name, version)
+    crash_point("promote.alias")
     client.set_registered_model_alias(name, CHAMPION, version)
     return previous
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -16,6 +14,7 @@ import pandas as pd
 import pyarrow as pa
 from datasets import Dataset, DatasetDict, load_from_disk
 
+from ft_pipeline.lib.atomic import staged_dir
 from ft_pipeline.lib.gcpause import paused_gc
 from ft_pipeline.lib.partition_cache import POS, PartitionCache
 from ft_pipeline.lib.readers import ROW_COLUMN
@@ -151,21 +150,17 @@ def rows_without_answer_tokens(dataset: Dataset, head: str = "lm", n_labels: int
 
 
 def save_tokenized(result: TokenizedResult, target: Path, manifest: dict[str, Any]) -> None:
-    """Write dataset, dropped rows and manifest to a temp folder, then swap it in."""
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    """Write dataset, dropped rows and manifest to a temp folder, then swap it in.
+
+    A full or read-only disk raises `StateWriteError` naming the folder and the cause; the
+    previous dataset stays in place, whole (see `ft_pipeline.lib.atomic`)."""
     import datasets
 
     datasets.disable_progress_bars()
-    result.dataset.save_to_disk(str(tmp / DATASET_DIR))
-    result.dropped.to_parquet(tmp / DROPPED_FILE, index=False)
-    (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, default=str))
-    old = target.with_name(f".{target.name}.old-{os.getpid()}")
-    if target.exists():
-        os.replace(target, old)
-    os.replace(tmp, target)
-    shutil.rmtree(old, ignore_errors=True)
+    with staged_dir(target, label="tokenized") as tmp:
+        result.dataset.save_to_disk(str(tmp / DATASET_DIR))
+        result.dropped.to_parquet(tmp / DROPPED_FILE, index=False)
+        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, default=str))
 
 
 def load_tokenized(target: Path) -> tuple[DatasetDict, dict[str, Any]]:

@@ -47,14 +47,19 @@ def lineage_tags(recipe_name: str, recipe_hash: str, data_version: str, key: str
     }
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int, started_at: float | None = None) -> bool:
+    """Is `pid` running (not a zombie), and no younger than `started_at` (not a reused pid)?"""
+    import psutil
+
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return started_at is None or process.create_time() <= started_at + 1.0
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
+    except psutil.AccessDenied:
         return True
-    return True
 
 
 @dataclass
@@ -76,8 +81,9 @@ class Tracker:
     def reap_stale_runs(self, is_finished: Callable[[str], bool] | None = None) -> list[str]:
         """Mark RUNNING runs whose process died as KILLED; return their ids.
 
-        A run is stale when it was started on this host by a process that no longer exists,
-        or when `is_finished(dagster_run_id)` says its Dagster run has ended.
+        A run is stale when it was started on this host by a process that no longer exists
+        (or is a zombie, or is a younger process that reused its pid), or when
+        `is_finished(dagster_run_id)` says its Dagster run has ended.
         """
         reaped = []
         runs = self.client.search_runs(
@@ -87,7 +93,9 @@ class Tracker:
         for run in runs:
             tags = run.data.tags
             pid = int(tags.get(f"{TAG_PREFIX}pid", "0") or 0)
-            dead_here = tags.get(f"{TAG_PREFIX}host") == host and pid and not _process_alive(pid)
+            started = run.info.start_time / 1000 if run.info.start_time else None
+            here = tags.get(f"{TAG_PREFIX}host") == host
+            dead_here = here and pid and not process_alive(pid, started)
             dagster_run = tags.get("dagster.run_id")
             finished = bool(is_finished and dagster_run and is_finished(dagster_run))
             if dead_here or finished:

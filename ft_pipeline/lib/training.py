@@ -6,12 +6,15 @@ Design choices, each for a measured reason (see bench/):
 - dynamic padding with length-grouped batches (`batching.epoch_batches`);
 - bf16 autocast where the hardware has it, fp32 master weights for the LoRA parameters;
 - the batch order is a pure function of the seed, and checkpoints hold the optimizer,
-  scheduler and RNG state, so a resumed run continues exactly where it stopped.
+  scheduler and RNG state, so a resumed run continues exactly where it stopped;
+- checkpoints hold tensors and plain values only (loaded with `weights_only=True`), and a
+  damaged newest checkpoint is skipped, with a warning, for the one before it.
 """
 
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -26,6 +29,8 @@ from ft_pipeline.lib.batching import epoch_batches
 from ft_pipeline.lib.heads import Row, head_for, mean_loss
 from ft_pipeline.lib.lora import param_groups, peft_config
 from ft_pipeline.recipe import Recipe
+
+logger = logging.getLogger(__name__)
 
 
 class TrainingDiverged(RuntimeError):
@@ -64,6 +69,8 @@ class TrainResult:
     best_step: int = 0
     stopped_early: bool = False
     resumed_from: int | None = None
+    optimizer_steps: int = 0
+    skipped_checkpoints: list[str] = field(default_factory=list)
     train_tokens: int = 0
     seconds: float = 0.0
 
@@ -100,19 +107,11 @@ class _Loop:
             num_training_steps=self.total,
         )
         self.lengths = [len(r[0]) for r in train]
-        self.state: dict[str, Any] = {
-            "step": 0,
-            "epoch": 0,
-            "batch": 0,
-            "history": [],
-            "best_val": math.inf,
-            "best_step": 0,
-            "bad_evals": 0,
-            "initial_val": math.nan,
-            "tokens": 0,
-            "seconds": 0.0,
-        }
+        self.state: dict[str, Any] = dict(step=0, epoch=0, batch=0, history=[], bad_evals=0)
+        self.state.update(best_val=math.inf, best_step=0, initial_val=math.nan, tokens=0)
+        self.state["seconds"] = 0.0
         self.best = _trainable(model)
+        self.skipped: list[str] = []  # warnings about damaged checkpoints passed over
 
     def validate(self) -> float:
         loss = mean_loss(self.head, self.model, self.val, self.pad_id, self.device, self.dtype)
@@ -127,11 +126,32 @@ class _Loop:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         }
         checkpoints.save(self.ckpt_dir, s["step"], payload, s)
 
-    def restore(self, path: Path) -> None:
-        payload, meta = checkpoints.load(path)
+    def check(self, payload: dict[str, Any], meta: dict[str, Any]) -> None:
+        """Raise CorruptCheckpoint unless the payload fits this model (before touching it)."""
+        shapes = {n: p.shape for n, p in self.model.named_parameters() if p.requires_grad}
+        for part in ("trainable", "best"):
+            got = payload.get(part)
+            if not isinstance(got, dict) or {n: t.shape for n, t in got.items()} != shapes:
+                raise checkpoints.CorruptCheckpoint(f"{part} weights do not fit the model")
+        missing = {"optimizer", "scheduler", "rng"} - set(payload)
+        missing |= {"step", "epoch", "batch", "history"} - set(meta)
+        if missing:
+            raise checkpoints.CorruptCheckpoint(f"missing {sorted(missing)}")
+
+    def resume(self, warn: Callable[[str], None]) -> int | None:
+        """Restore the newest checkpoint that verifies; None when there is none."""
+
+        def skip(message: str) -> None:
+            self.skipped.append(message)
+            warn(message)
+
+        if (found := checkpoints.load_latest(self.ckpt_dir, self.check, skip)) is None:
+            return None
+        _, payload, meta = found
         with torch.no_grad():
             for name, p in self.model.named_parameters():
                 if p.requires_grad:
@@ -140,7 +160,15 @@ class _Loop:
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scheduler.load_state_dict(payload["scheduler"])
         torch.set_rng_state(payload["rng"])
+        if payload.get("cuda_rng") and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(payload["cuda_rng"])
         self.state = meta
+        return meta["step"]
+
+    def optimizer_steps(self) -> int:
+        """optimizer.step() calls behind the weights, as AdamW counts them (resumes included)."""
+        steps = [int(v["step"]) for v in self.optimizer.state.values() if "step" in v]
+        return max(steps, default=0)
 
     def micro_batches(self):
         """(epoch, batch index, rows) from the saved position onwards, forever."""
@@ -165,29 +193,25 @@ def train_adapter(
     dtype: torch.dtype | None,
     on_log: Callable[[StepLog], None] | None = None,
     fail_after_steps: int | None = None,
+    on_warning: Callable[[str], None] | None = None,
 ) -> TrainResult:
-    """Train (or resume) a LoRA adapter; save the best one to `out_dir/adapter`."""
+    """Train (or resume) a LoRA adapter; save the best one to `out_dir/adapter`.
+
+    Resumes from the newest checkpoint that verifies; each one skipped as damaged is
+    reported to `on_warning` (default: this module's logger) by its path.
+    """
     from peft import get_peft_model
 
     t = recipe.training
     torch.manual_seed(t.seed)
     model = get_peft_model(head_for(recipe).load(base_dir, device, pad_id), peft_config(recipe))
     loop = _Loop(model, recipe, train, val, pad_id, device, dtype, out_dir)
-    resumed_from = None
-    if (last := checkpoints.latest(loop.ckpt_dir)) is not None:
-        loop.restore(last)
-        resumed_from = loop.state["step"]
+    resumed_from = loop.resume(on_warning or logger.warning)
     s = loop.state
     if resumed_from is None:
         s["initial_val"] = s["best_val"] = loop.validate()
-        s["history"].append(
-            {
-                "step": 0,
-                "train_loss": None,
-                "val_loss": s["initial_val"],
-                "lr": loop.scheduler.get_last_lr()[0],
-            }
-        )
+        first = {"step": 0, "train_loss": None, "val_loss": s["initial_val"]}
+        s["history"].append({**first, "lr": loop.scheduler.get_last_lr()[0]})
     model.train()
     batches = loop.micro_batches()
     steps_this_run, started = 0, time.monotonic()
@@ -232,20 +256,10 @@ def train_adapter(
         s["history"].append(
             {"step": s["step"], "train_loss": train_loss, "val_loss": val_loss, "lr": lr}
         )
-        rate = (time.monotonic() - started) / steps_this_run
         if on_log:
-            on_log(
-                StepLog(
-                    s["step"],
-                    loop.total,
-                    s["epoch"],
-                    train_loss,
-                    lr,
-                    tokens / elapsed if elapsed else 0.0,
-                    rate * (loop.total - s["step"]),
-                    val_loss,
-                )
-            )
+            eta = (time.monotonic() - started) / steps_this_run * (loop.total - s["step"])
+            tok_s = tokens / elapsed if elapsed else 0.0
+            on_log(StepLog(s["step"], loop.total, s["epoch"], train_loss, lr, tok_s, eta, val_loss))
         patience = t.early_stopping_patience
         stopped_early = bool(patience and s["bad_evals"] >= patience and s["step"] < loop.total)
         if s["step"] % t.checkpoint_every == 0 or stopped_early:
@@ -278,6 +292,8 @@ def _finish(model, loop: _Loop, out_dir: Path, resumed_from, stopped_early) -> T
         best_step=s["best_step"],
         stopped_early=stopped_early,
         resumed_from=resumed_from,
+        optimizer_steps=loop.optimizer_steps(),
+        skipped_checkpoints=list(loop.skipped),
         train_tokens=s["tokens"],
         seconds=s["seconds"],
     )

@@ -7,13 +7,14 @@ from ft_pipeline.defs.partitions import source_partitions
 from ft_pipeline.defs.resources import RecipeResource, StateResource
 from ft_pipeline.lib import partition_store as store
 from ft_pipeline.lib.cleaning import clean_frame
-from ft_pipeline.lib.readers import ROW_COLUMN, ReadError, read_source
+from ft_pipeline.lib.readers import ROW_COLUMN, ReadError, read_source, unmapped_columns
 from ft_pipeline.lib.report import markdown_table
 from ft_pipeline.lib.sources import SourceError, resolve
-from ft_pipeline.lib.state import atomic_write_parquet, file_sha256
-from ft_pipeline.recipe import ColumnMapping
+from ft_pipeline.lib.state import file_sha256
+from ft_pipeline.recipe import ColumnMapping, RecipeError
 
 PREVIEW_ROWS = 20
+PREVIEW_CHARS = 200  # a quarantined 1 MB text must not become 1 MB of event-log metadata
 
 
 @dg.asset(
@@ -32,13 +33,16 @@ def raw_data(
     key = context.partition_key
     paths = state.paths()
     try:
-        source = resolve(key, recipe.load(), recipe.base_dir(), recipe.landing(state))
-        frame = read_source(source)
-    except (SourceError, ReadError) as exc:
+        r = recipe.load()
+        source = resolve(key, r, recipe.base_dir(), recipe.landing(state))
+        frame = read_source(source, max_mb=r.data.max_file_mb)
+    except (RecipeError, SourceError, ReadError) as exc:
         raise dg.Failure(description=str(exc), metadata={"partition": key}) from None
+    unmapped = unmapped_columns(frame, source.columns)
+    if unmapped:
+        context.log.info(f"{key}: columns the recipe does not map, kept in raw only: {unmapped}")
     sha = file_sha256(source.path)
-    atomic_write_parquet(frame, paths.raw(key))
-    store.write_raw_info(paths, source, sha, len(frame))
+    store.write_raw(paths, source, frame, sha)
     context.log.info(f"{key}: read {len(frame)} rows from {source.path}")
     return dg.MaterializeResult(
         data_version=dg.DataVersion(sha[:16]),
@@ -48,10 +52,17 @@ def raw_data(
             "format": source.format,
             "encoding": source.encoding,
             "columns": list(map(str, frame.columns)),
+            "unmapped_columns": unmapped,
             "sha256": sha,
             "path": dg.MetadataValue.path(str(paths.raw(key))),
         },
     )
+
+
+def _shorten(value: object) -> object:
+    if isinstance(value, str) and len(value) > PREVIEW_CHARS:
+        return f"{value[:PREVIEW_CHARS]}... ({len(value)} chars)"
+    return value
 
 
 def _md(frame: pd.DataFrame) -> dg.MetadataValue:
@@ -78,12 +89,13 @@ def cleaned_data(
     info = store.read_raw_info(paths, key)
     raw = pd.read_parquet(paths.raw(key))
     result = clean_frame(raw, r, ColumnMapping(**info["columns"]), key)
-    atomic_write_parquet(result.kept, paths.clean(key))
-    atomic_write_parquet(result.quarantined, paths.quarantine(key))
     version = store.clean_version(info, r.cleaning_hash())
-    store.write_clean_info(paths, key, {"data_version": version, **result.stats})
+    store.write_clean(
+        paths, key, result.kept, result.quarantined, {"data_version": version, **result.stats}
+    )
     reasons = pd.DataFrame(list(result.reasons().items()), columns=["reason_code", "rows"])
     preview = result.quarantined[[ROW_COLUMN, "reason", "text_original"]].head(PREVIEW_ROWS)
+    preview = preview.assign(text_original=preview["text_original"].map(_shorten))
     s = result.stats
     context.log.info(
         f"{key}: {s['rows_in']} rows in, {s['rows_kept']} kept, {s['rows_quarantined']} quarantined"

@@ -2,6 +2,7 @@
 
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -12,7 +13,7 @@ from ft_pipeline.defs.partitions import source_partitions
 from ft_pipeline.defs.resources import RecipeResource, StateResource
 from ft_pipeline.lib import partition_store as store
 from ft_pipeline.lib.gates import CLEAN_GATES
-from ft_pipeline.lib.readers import schema_problems
+from ft_pipeline.lib.readers import csv_delimiter, schema_problems
 from ft_pipeline.recipe import ColumnMapping
 
 with warnings.catch_warnings():
@@ -29,7 +30,10 @@ def raw_data_schema(
     key = context.partition_key
     info = store.read_raw_info(paths, key)
     frame = pd.read_parquet(paths.raw(key))
-    problems = schema_problems(frame, recipe.load().task, ColumnMapping(**info["columns"]))
+    delimiter = csv_delimiter(Path(info["path"])) if info["format"] == "csv" else None
+    problems = schema_problems(
+        frame, recipe.load().task, ColumnMapping(**info["columns"]), delimiter
+    )
     return dg.AssetCheckResult(
         passed=not problems,
         description="; ".join(f"{info['path']}: {p}" for p in problems) or None,

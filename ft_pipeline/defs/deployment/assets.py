@@ -5,7 +5,13 @@ import dagster as dg
 from ft_pipeline.defs.conditions import downstream_condition
 from ft_pipeline.defs.evaluation.assets import evaluation_report
 from ft_pipeline.defs.lineage import latest_adapter_key
-from ft_pipeline.defs.resources import MlflowResource, RecipeResource, StateResource, run_tags
+from ft_pipeline.defs.resources import (
+    MlflowResource,
+    RecipeResource,
+    StateResource,
+    dagster_run_finished,
+    run_tags,
+)
 from ft_pipeline.lib.adapter_job import read_info
 from ft_pipeline.lib.deployment_job import deploy
 from ft_pipeline.lib.evaluation import read_result
@@ -27,6 +33,8 @@ def deployed_model(
 
     Runs only after the promotion gate passed. The previous champion stays registered for
     `ft-pipeline rollback`. Serve it with `mlflow models serve -m models:/<name>@champion`.
+    The alias moves last: a deployment killed midway leaves the previous champion served,
+    and the next one cleans up after it and finishes.
     """
     r = recipe.load()
     paths = state.paths()
@@ -46,6 +54,7 @@ def deployed_model(
         mlflow.uri(state),
         tags=run_tags(context),
         log=context.log.info,
+        is_finished=dagster_run_finished(context.instance),
     )
     return dg.MaterializeResult(
         data_version=dg.DataVersion(f"{key}-v{outcome['version']}"),

@@ -15,16 +15,6 @@ from ft_pipeline.defs.resources import (
     run_tags,
 )
 from ft_pipeline.defs.training.adapter import fine_tuned_adapter
-from ft_pipeline.lib.adapter_job import read_info
-from ft_pipeline.lib.evaluation import (
-    evaluate,
-    gate,
-    log_evaluation,
-    read_result,
-    write_report,
-)
-from ft_pipeline.lib.registry import champion_metrics
-from ft_pipeline.lib.tokenized import load_tokenized
 
 
 def _inline_images(report: str, folder: Path) -> str:
@@ -51,6 +41,11 @@ def evaluation_report(
 ) -> dg.MaterializeResult:
     """Base model (zero-shot, same prompt), fine-tuned model and a TF-IDF baseline on the
     same test rows: metrics, confusion matrices, slices, bootstrap CI, and the gate."""
+    from ft_pipeline.lib.adapter_job import read_info
+    from ft_pipeline.lib.evaluation import evaluate, gate, log_evaluation, read_result, write_report
+    from ft_pipeline.lib.registry import champion_metrics
+    from ft_pipeline.lib.tokenized import load_tokenized
+
     r = recipe.load()
     paths = state.paths()
     key = latest_adapter_key(context.instance)
@@ -106,6 +101,8 @@ def evaluation_report_promotion_gate(
 ) -> dg.AssetCheckResult:
     """The fine-tuned model beats the base by the recipe's margin and is not worse than the
     current champion beyond its confidence interval."""
+    from ft_pipeline.lib.evaluation import read_result
+
     r = recipe.load()
     key = latest_adapter_key(context.instance)
     result = read_result(state.paths().reports(r.name) / key) or {}

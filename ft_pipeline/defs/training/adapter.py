@@ -13,10 +13,9 @@ from ft_pipeline.defs.resources import (
     dagster_run_finished,
     run_tags,
 )
+from ft_pipeline.defs.stale_runs import owner_tags
 from ft_pipeline.defs.training.assets import tokenized_dataset
-from ft_pipeline.lib.adapter_job import fit_adapter, read_info
 from ft_pipeline.lib.keys import code_version
-from ft_pipeline.lib.tokenized import load_tokenized
 
 
 @dg.asset(
@@ -40,6 +39,12 @@ def fine_tuned_adapter(
     Keyed by (data version, recipe, base model, code): an adapter with the same key is
     reused, not retrained. Checkpoints let a re-materialization resume after a crash.
     """
+    from ft_pipeline.lib.adapter_job import fit_adapter
+    from ft_pipeline.lib.tokenized import load_tokenized
+
+    # Which process holds the `training` slot: if it dies, the landing sensor (or the next
+    # `ft-pipeline run`) fails this run and frees the slot (ft_pipeline.defs.stale_runs).
+    context.instance.add_run_tags(context.run_id, owner_tags())
     r = recipe.load()
     paths = state.paths()
     dataset, manifest = load_tokenized(paths.tokenized(r.name))
@@ -55,6 +60,7 @@ def fine_tuned_adapter(
         tracker,
         tags=run_tags(context),
         log=context.log.info,
+        warn=context.log.warning,
         device=trainer.device,
         fail_after_steps=trainer.fail_after_steps,
     )
@@ -71,6 +77,8 @@ def fine_tuned_adapter(
             "best_val_loss": info["best_val_loss"],
             "stopped_early": info["stopped_early"],
             "resumed_from_step": info["resumed_from"] if info["resumed_from"] is not None else -1,
+            "optimizer_steps": info.get("optimizer_steps", -1),
+            "skipped_checkpoints": len(info.get("skipped_checkpoints", [])),
             "tokens_per_s": float(info["tokens_per_s"]),
             "train_minutes": float(info["train_seconds"]) / 60,
             "path": dg.MetadataValue.path(str(outcome.adapter_dir)),
@@ -83,6 +91,8 @@ def fine_tuned_adapter_converged(
     context: dg.AssetCheckExecutionContext, state: StateResource, recipe: RecipeResource
 ) -> dg.AssetCheckResult:
     """Training converged: the kept adapter's validation loss is finite and below the start."""
+    from ft_pipeline.lib.adapter_job import read_info
+
     r = recipe.load()
     paths = state.paths()
     event = context.instance.get_latest_materialization_event(fine_tuned_adapter.key)

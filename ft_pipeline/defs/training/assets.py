@@ -8,10 +8,7 @@ from ft_pipeline.defs.data.assets import cleaned_data
 from ft_pipeline.defs.partitions import source_partitions
 from ft_pipeline.defs.resources import RecipeResource, StateResource
 from ft_pipeline.lib import partition_store as store
-from ft_pipeline.lib.models import load_tokenizer
-from ft_pipeline.lib.partition_cache import PartitionCache
 from ft_pipeline.lib.report import markdown_table
-from ft_pipeline.lib.tokenized import build_tokenized, fingerprint, save_tokenized, split_summary
 
 
 def _md_table(data: dict) -> dg.MetadataValue:
@@ -35,6 +32,17 @@ def tokenized_dataset(
     tokens are cached, so a new file costs about its own rows.
     Partitions left out are listed in the metadata with the reason.
     """
+    # Heavy libraries (transformers, datasets) load when a run needs them, not with the code
+    # location: an ingest run never pays for them.
+    from ft_pipeline.lib.models import load_tokenizer
+    from ft_pipeline.lib.partition_cache import PartitionCache
+    from ft_pipeline.lib.tokenized import (
+        build_tokenized,
+        fingerprint,
+        save_tokenized,
+        split_summary,
+    )
+
     paths = state.paths()
     r = recipe.load()
     keys = context.instance.get_dynamic_partitions(source_partitions.name)

@@ -7,9 +7,6 @@ import pandas as pd
 
 from ft_pipeline.defs.resources import RecipeResource, StateResource
 from ft_pipeline.defs.training.assets import tokenized_dataset
-from ft_pipeline.lib.adapter_job import latest_adapter, retraining_due
-from ft_pipeline.lib.splits import leaking_keys
-from ft_pipeline.lib.tokenized import load_tokenized, rows_without_answer_tokens
 
 
 def _spec(name: str, description: str) -> dg.AssetCheckSpec:
@@ -34,6 +31,9 @@ def tokenized_dataset_quality(
     state: StateResource, recipe: RecipeResource
 ) -> Iterator[dg.AssetCheckResult]:
     """Leakage, truncation, answer masks and label balance of the saved splits."""
+    from ft_pipeline.lib.splits import leaking_keys
+    from ft_pipeline.lib.tokenized import load_tokenized, rows_without_answer_tokens
+
     r = recipe.load()
     dataset, manifest = load_tokenized(state.paths().tokenized(r.name))
     frames = {s: dataset[s].select_columns(["dedup_key", "split"]).to_pandas() for s in dataset}
@@ -84,6 +84,9 @@ def tokenized_dataset_enough_new_rows(
 ) -> dg.AssetCheckResult:
     """Automation retrains only after `automation.min_new_rows` new rows (a tiny file does not
     start a training). A WARN, not an error: manual runs and the schedule still train."""
+    from ft_pipeline.lib.adapter_job import latest_adapter, retraining_due
+    from ft_pipeline.lib.tokenized import load_tokenized
+
     r = recipe.load()
     paths = state.paths()
     _, manifest = load_tokenized(paths.tokenized(r.name))

@@ -1,0 +1,29 @@
+"""The retraining schedule: skips until there is a tokenized dataset, then requests a run."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from ft_pipeline.defs.automation import MODEL_ASSETS, retrain_schedule
+
+
+def test_schedule_skips_until_a_tokenized_dataset_exists_then_requests_retraining():
+    schedule = retrain_schedule("0 3 * * 1")
+    assert schedule.cron_schedule == "0 3 * * 1"
+    assert schedule.execution_timezone == "UTC"
+    with dg.instance_for_test() as instance:
+        first = schedule.evaluate_tick(dg.build_schedule_context(instance=instance))
+        assert not first.run_requests
+        assert "tokenized_dataset has not been materialized" in first.skip_message
+        instance.report_runless_asset_event(dg.AssetMaterialization("tokenized_dataset"))
+        second = schedule.evaluate_tick(dg.build_schedule_context(instance=instance))
+        assert len(second.run_requests) == 1 and second.skip_message is None
+
+
+def test_retrain_job_targets_the_model_assets_in_one_process():
+    from ft_pipeline.definitions import defs
+
+    job = defs.resolve_job_def("retrain")
+    assert job.executor_def.name == "in_process"
+    selected = {key.to_user_string() for key in job.asset_layer.selected_asset_keys}
+    assert selected == set(MODEL_ASSETS)
