@@ -126,7 +126,11 @@ def test_a_burst_of_50_files_and_the_schedule_at_once(live: DagsterDev):
         assert [r.status for r in ingests] == [dg.DagsterRunStatus.SUCCESS], key
 
     runs = instance.get_runs()
-    failed = [(r.run_id, r.job_name, r.tags) for r in runs if r.status != "SUCCESS"]
+    failed = [
+        (r.run_id, r.job_name, str(r.status))
+        for r in runs
+        if r.status != dg.DagsterRunStatus.SUCCESS
+    ]
     assert not failed
     scheduled = [r for r in runs if r.tags.get("dagster/schedule_name") == "retrain_schedule"]
     assert scheduled and all(r.job_name == "retrain" for r in scheduled)

@@ -99,8 +99,11 @@ class PartitionCache:
         removed = 0
         for path in stale:
             if path not in self.used and path.is_file():
-                path.unlink(missing_ok=True)
-                removed += 1
+                try:  # a read-only or full disk: stale entries stay, nothing breaks
+                    path.unlink(missing_ok=True)
+                    removed += 1
+                except OSError as exc:
+                    log.warning("%s: could not delete stale cache entry (%s)", path, exc)
         return removed
 
 

@@ -22,6 +22,7 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import LoggedModelStatus
 from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
 from ft_pipeline.lib.atomic import crash_point
@@ -88,6 +89,16 @@ def _local_path(uri: str) -> Path | None:
     return Path(unquote(parsed.path)) if parsed.scheme in ("", "file") else None
 
 
+def _run_alive(client: MlflowClient, run_id: str | None) -> bool:
+    """Whether the run may still be uploading (without a run, we cannot tell: assume so)."""
+    if not run_id:
+        return True
+    try:
+        return client.get_run(run_id).info.status == "RUNNING"
+    except MlflowException:  # the run is gone: nobody is uploading for it
+        return False
+
+
 def fail_stale_models(client: MlflowClient, experiment_id: str) -> list[str]:
     """Mark logged models still PENDING whose run has ended as FAILED; return their ids.
 
@@ -99,8 +110,7 @@ def fail_stale_models(client: MlflowClient, experiment_id: str) -> list[str]:
     for model in client.search_logged_models([experiment_id], max_results=1000):
         if str(model.status) != pending:
             continue
-        run_id = model.source_run_id
-        if run_id and client.get_run(run_id).info.status == "RUNNING":
+        if _run_alive(client, model.source_run_id):
             continue
         client.finalize_logged_model(model.model_id, LoggedModelStatus.FAILED)
         local = _local_path(model.artifact_location or "")

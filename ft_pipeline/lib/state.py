@@ -102,14 +102,6 @@ def prepare_dagster_home(paths: StatePaths, template: Path = PROJECT_ROOT / "dag
     return paths.dagster_home
 
 
-def atomic_write_parquet(frame, path: Path) -> None:
-    """Write a DataFrame to Parquet via a temporary file, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    frame.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
-
-
 def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
     """Content hash of a file: the data version of a raw partition."""
     h = hashlib.sha256()

@@ -12,9 +12,6 @@ from ft_pipeline.defs.resources import (
     dagster_run_finished,
     run_tags,
 )
-from ft_pipeline.lib.adapter_job import read_info
-from ft_pipeline.lib.deployment_job import deploy
-from ft_pipeline.lib.evaluation import read_result
 
 
 @dg.asset(
@@ -36,6 +33,10 @@ def deployed_model(
     The alias moves last: a deployment killed midway leaves the previous champion served,
     and the next one cleans up after it and finishes.
     """
+    from ft_pipeline.lib.adapter_job import read_info
+    from ft_pipeline.lib.deployment_job import deploy
+    from ft_pipeline.lib.evaluation import read_result
+
     r = recipe.load()
     paths = state.paths()
     key = latest_adapter_key(context.instance)
