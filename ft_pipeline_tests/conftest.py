@@ -215,3 +215,35 @@ def tracking(tmp_path_factory: pytest.TempPathFactory):
             yield uri
         finally:
             mlflow.set_tracking_uri(previous)
+
+
+def lora_setup(tiny_model_dir: Path, max_steps: int):
+    """(model dir, tokenizer, recipe, train rows, validation rows) for loop-level tests."""
+    import pandas as pd
+    from transformers import AutoTokenizer
+
+    from ft_pipeline.lib.rendering import encode_rows
+    from ft_pipeline.recipe import parse_recipe
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    recipe = parse_recipe(
+        {
+            "name": "t",
+            "labels": LABELS,
+            "prompt": {"template": "Tweet: {text}\nSentiment:"},
+            "model": {"base": str(tiny_model_dir), "max_length": 64, "head": "lm"},
+            "lora": {"r": 4, "alpha": 8, "dropout": 0.1},
+            "training": {
+                "batch_size": 8,
+                "max_steps": max_steps,
+                "eval_every": 3,
+                "checkpoint_every": 2,
+                "learning_rate": 0.005,
+                "early_stopping_patience": None,
+            },
+        }
+    )
+    rows = pd.DataFrame(fixture_rows(12)).assign(response=None, messages=None)
+    enc = encode_rows(rows, recipe, tokenizer).rows
+    data = list(zip(enc.input_ids, enc.labels, strict=True))
+    return tiny_model_dir, tokenizer, recipe, data[:28], data[28:]

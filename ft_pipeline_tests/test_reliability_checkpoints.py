@@ -14,45 +14,20 @@ import pickle
 import shutil
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import AutoTokenizer
 
 from ft_pipeline.lib import checkpoints
-from ft_pipeline.lib.rendering import encode_rows
 from ft_pipeline.lib.training import InjectedFault, train_adapter
-from ft_pipeline.recipe import parse_recipe
-from ft_pipeline_tests.conftest import LABELS, fixture_rows
+from ft_pipeline_tests.conftest import lora_setup
 
 CPU = torch.device("cpu")
 
 
 @pytest.fixture(scope="module")
 def setup(tiny_model_dir):
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    recipe = parse_recipe(
-        {
-            "name": "t",
-            "labels": LABELS,
-            "prompt": {"template": "Tweet: {text}\nSentiment:"},
-            "model": {"base": str(tiny_model_dir), "max_length": 64, "head": "lm"},
-            "lora": {"r": 4, "alpha": 8, "dropout": 0.1},
-            "training": {
-                "batch_size": 8,
-                "max_steps": 8,
-                "eval_every": 3,
-                "checkpoint_every": 2,
-                "learning_rate": 0.005,
-                "early_stopping_patience": None,
-            },
-        }
-    )
-    rows = pd.DataFrame(fixture_rows(12)).assign(response=None, messages=None)
-    enc = encode_rows(rows, recipe, tokenizer).rows
-    data = list(zip(enc.input_ids, enc.labels, strict=True))
-    return tiny_model_dir, tokenizer, recipe, data[:28], data[28:]
+    return lora_setup(tiny_model_dir, max_steps=8)
 
 
 def _train(setup, out: Path, **kw):
@@ -80,7 +55,7 @@ def straight(setup, tmp_path_factory):
 def _reseal(ckpt: Path) -> None:
     """Rewrite the marker to match the files: an attacker who can write the whole folder."""
     files = {
-        name: {"size": (ckpt / name).stat().st_size, "sha256": checkpoints._sha256(ckpt / name)}
+        name: {"size": (ckpt / name).stat().st_size, "sha256": checkpoints.file_sha256(ckpt / name)}
         for name in (checkpoints.STATE_FILE, checkpoints.META_FILE)
     }
     (ckpt / checkpoints.COMPLETE).write_text(json.dumps({"step": 4, "files": files}))

@@ -15,7 +15,6 @@ newest checkpoints, so a damaged newest one still has one to fall back to.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -26,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from ft_pipeline.lib.state import file_sha256
 
 COMPLETE = ".complete"
 STATE_FILE = "state.pt"
@@ -49,14 +50,6 @@ def _name(step: int) -> str:
 def _step(path: Path) -> int:
     match = _NAME.match(path.name)
     return int(match.group(1)) if match else -1
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -96,7 +89,7 @@ def save(root: Path, step: int, state: dict[str, Any], meta: dict[str, Any], kee
         os.fsync(f.fileno())
     _write(tmp / META_FILE, json.dumps(meta, indent=2, default=str).encode())
     files = {
-        name: {"size": (tmp / name).stat().st_size, "sha256": _sha256(tmp / name)}
+        name: {"size": (tmp / name).stat().st_size, "sha256": file_sha256(tmp / name)}
         for name in (STATE_FILE, META_FILE)
     }
     _write(tmp / COMPLETE, json.dumps({"step": step, "files": files}, indent=2).encode())
@@ -148,7 +141,7 @@ def _check_files(path: Path) -> None:
         size = file.stat().st_size
         if size != expected["size"]:
             raise CorruptCheckpoint(f"{name} has {size} bytes, {expected['size']} were written")
-        if _sha256(file) != expected["sha256"]:
+        if file_sha256(file) != expected["sha256"]:
             raise CorruptCheckpoint(f"{name} does not match the SHA-256 written with it")
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import ft_pipeline
 from ft_pipeline.lib.models import BUNDLED_MODELS, package_file
+from ft_pipeline.lib.state import file_sha256
 from ft_pipeline.recipe import Recipe
 
 # Modules whose code decides what a trained adapter is: a change here retrains.
@@ -29,14 +30,6 @@ def code_version() -> str:
     return _sha({"version": ft_pipeline.__version__, "sources": sources})
 
 
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
 def base_model_hash(spec: str) -> str:
     """Content hash of the base model's weights (bundled file, local folder, or the id)."""
     if spec in BUNDLED_MODELS:
@@ -46,11 +39,11 @@ def base_model_hash(spec: str) -> str:
         return base_model_hash(str(folder))
     path = Path(spec).expanduser()
     if path.is_file():
-        return _file_digest(path)[:16]
+        return file_sha256(path)[:16]
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.suffix in WEIGHT_SUFFIXES)
         files += [path / "config.json"] if (path / "config.json").is_file() else []
-        return _sha({str(p.relative_to(path)): _file_digest(p) for p in files})
+        return _sha({str(p.relative_to(path)): file_sha256(p) for p in files})
     return _sha({"hub_id": spec})
 
 
