@@ -161,6 +161,39 @@ class LoraConfig(_Strict):
     )
 
 
+class DistributedConfig(_Strict):
+    """How many processes train one adapter, and how they share the work.
+
+    `single`: one process (the default). `ddp`: data parallel, each process takes a share of
+    every batch and gradients are summed, so steps and rows seen are those of one process
+    (gloo on CPU, NCCL on CUDA). `fsdp`: fully sharded data parallel, CUDA only.
+    Not part of the adapter's key: like the device, it changes how fast, not what, is trained.
+    """
+
+    strategy: Literal["single", "ddp", "fsdp"] = "single"
+    processes: Int | None = Field(
+        None, ge=1, le=512, description="processes on this machine (ddp/fsdp; single: 1)"
+    )
+
+    @model_validator(mode="after")
+    def _processes(self) -> DistributedConfig:
+        if self.strategy == "single" and self.processes not in (None, 1):
+            raise ValueError(
+                f"processes is {self.processes} but strategy is 'single'; "
+                f"set strategy: ddp to train on {self.processes} processes"
+            )
+        if self.strategy != "single" and self.processes is None:
+            raise ValueError(
+                f"strategy {self.strategy!r} needs processes: how many to start on this "
+                "machine (on CPU at most its cores, on CUDA at most its GPUs)"
+            )
+        return self
+
+    @property
+    def nproc(self) -> int:
+        return self.processes or 1
+
+
 class TrainingConfig(_Strict):
     """Optimisation settings for the adapter."""
 
@@ -181,6 +214,16 @@ class TrainingConfig(_Strict):
     checkpoint_every: Int = Field(50, ge=1)
     early_stopping_patience: Int | None = Field(3, ge=1)
     seed: Int = 42
+    distributed: DistributedConfig = DistributedConfig()
+
+    @model_validator(mode="after")
+    def _batch_per_process(self) -> TrainingConfig:
+        if self.batch_size < self.distributed.nproc:
+            raise ValueError(
+                f"batch_size ({self.batch_size}) is smaller than distributed.processes "
+                f"({self.distributed.nproc}): each process takes a share of every batch"
+            )
+        return self
 
 
 class EvaluationConfig(_Strict):

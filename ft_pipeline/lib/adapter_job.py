@@ -15,18 +15,22 @@ from typing import Any
 
 from datasets import DatasetDict
 
+from ft_pipeline.lib.distributed import check_supported
 from ft_pipeline.lib.heads import head_for, rows_for
 from ft_pipeline.lib.keys import adapter_key, base_model_hash, code_version, training_hash
+from ft_pipeline.lib.launch import train_in_workers
 from ft_pipeline.lib.modeling import pick_device, pick_dtype
 from ft_pipeline.lib.models import load_tokenizer, resolve_base_model
 from ft_pipeline.lib.splits import sample_indices
 from ft_pipeline.lib.state import StatePaths
+from ft_pipeline.lib.tokenized import DATASET_DIR
 from ft_pipeline.lib.tracking import Tracker, flatten, lineage_tags
 from ft_pipeline.lib.training import StepLog, train_adapter
 from ft_pipeline.recipe import Recipe
 
 INFO_FILE = "adapter.json"
 HISTORY_FILE = "history.json"
+WORKER_DIR = "workers"  # the job file for torchrun's processes, and the result they wrote
 
 
 @dataclass
@@ -79,6 +83,10 @@ def fit_adapter(
 ) -> AdapterOutcome:
     """Reuse the adapter for this key if complete; otherwise train (resuming) and track it.
 
+    With `training.distributed.strategy: ddp` the training runs in torchrun's processes
+    (`launch.train_in_workers`); this process still owns the MLflow run, fed by the step
+    lines rank 0 prints, and writes adapter.json.
+
     `warn` receives a warning per damaged checkpoint skipped on resume (default: `log`).
     """
     key = current_key(paths, recipe, manifest["data_version"])
@@ -89,11 +97,14 @@ def fit_adapter(
 
     base_dir = resolve_base_model(recipe.model.base, paths.models, weights=True)
     pad_id = load_tokenizer(recipe.model.base, paths.models).pad_token_id
-    train_ds = dataset["train"].select(train_indices(dataset, recipe))
-    val_ds = dataset["validation"].select(val_indices(dataset, recipe))
+    train_rows, val_rows = train_indices(dataset, recipe), val_indices(dataset, recipe)
+    train_ds, val_ds = dataset["train"].select(train_rows), dataset["validation"].select(val_rows)
     dev = pick_device(device)
     dtype = pick_dtype(recipe.training.precision, dev)
-    log(f"training adapter {key} on {len(train_ds)} rows ({dev}, {dtype or 'fp32'})")
+    spread = recipe.training.distributed
+    check_supported(spread.strategy, dev)
+    procs = f", {spread.strategy} on {spread.nproc} processes" if spread.nproc > 1 else ""
+    log(f"training adapter {key} on {len(train_ds)} rows ({dev}, {dtype or 'fp32'}{procs})")
     run_tags = {
         **tags,
         **lineage_tags(recipe.name, recipe.content_hash(), manifest["data_version"], key),
@@ -108,6 +119,8 @@ def fit_adapter(
                 "device": str(dev),
                 "autocast": str(dtype),
                 "training_hash": training_hash(recipe),
+                "strategy": spread.strategy,
+                "processes": str(spread.nproc),
             },
         )
         for name, part in (("train", train_ds), ("validation", val_ds)):
@@ -138,19 +151,35 @@ def fit_adapter(
                 f"lr {s.lr:.2e} {s.tokens_per_s:.0f} tok/s ETA {s.eta_s / 60:.1f} min"
             )
 
-        result = train_adapter(
-            base_dir,
-            rows_for(train_ds, head_for(recipe)),
-            rows_for(val_ds, head_for(recipe)),
-            recipe,
-            folder,
-            pad_id=pad_id,
-            device=dev,
-            dtype=dtype,
-            on_log=on_log,
-            fail_after_steps=fail_after_steps,
-            on_warning=warn or log,
-        )
+        if spread.strategy == "single":
+            result = train_adapter(
+                base_dir,
+                rows_for(train_ds, head_for(recipe)),
+                rows_for(val_ds, head_for(recipe)),
+                recipe,
+                folder,
+                pad_id=pad_id,
+                device=dev,
+                dtype=dtype,
+                on_log=on_log,
+                fail_after_steps=fail_after_steps,
+                on_warning=warn or log,
+            )
+        else:  # torchrun; this process keeps the MLflow run and logs what the workers print
+            job = {
+                "recipe": recipe.model_dump(mode="json"),
+                "dataset": str(paths.tokenized(recipe.name) / DATASET_DIR),
+                "train_rows": [int(i) for i in train_rows],
+                "val_rows": [int(i) for i in val_rows],
+                "base_dir": str(base_dir),
+                "pad_id": pad_id,
+                "out_dir": str(folder),
+                "device": dev.type,
+                "fail_after_steps": fail_after_steps,
+            }
+            result = train_in_workers(
+                job, spread.nproc, folder / WORKER_DIR, log=log, warn=warn or log, on_log=on_log
+            )
         if result.resumed_from is not None:
             log(f"resumed from checkpoint at step {result.resumed_from}")
         tracker.set_tags(
@@ -187,6 +216,8 @@ def fit_adapter(
             "skipped_checkpoints": result.skipped_checkpoints,
             "train_rows": len(train_ds),
             "val_rows": len(val_ds),
+            "strategy": spread.strategy,
+            "processes": spread.nproc,
             "tokens_per_s": result.tokens_per_s,
             "train_seconds": result.seconds,
             "base_model": recipe.model.base,

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ft_pipeline.lib.modeling import Batch, answer_loss, collate, load_causal_lm
+from ft_pipeline.lib.modeling import IGNORE_INDEX, Batch, answer_loss, collate, load_causal_lm
 from ft_pipeline.recipe import Recipe
 
 Row = tuple[Sequence[int], Any]  # (input_ids, token labels | label id)
@@ -74,6 +74,12 @@ class Head:
             return batch
         return collate([r[0] for r in rows], pad_id, [r[1] for r in rows])
 
+    def n_targets(self, rows: Sequence[Row]) -> int:
+        """How many targets `loss` averages over for these rows (rows, or answer tokens)."""
+        if self.name == "classifier":
+            return len(rows)
+        return sum(sum(1 for t in r[1][1:] if t != IGNORE_INDEX) for r in rows)
+
     def loss(self, model: Any, batch: Batch) -> tuple[torch.Tensor, int]:
         """Mean loss of the batch and the number of targets it averaged over."""
         if self.name == "classifier":
@@ -93,7 +99,6 @@ def rows_for(dataset: Any, head: Head) -> list[Row]:
     return list(zip(dataset["input_ids"], targets, strict=True))
 
 
-@torch.inference_mode()
 def mean_loss(
     head: Head,
     model: Any,
@@ -104,6 +109,21 @@ def mean_loss(
     batch_size: int = 32,
 ) -> float:
     """Target-weighted mean loss over rows (validation loss for either head)."""
+    total, count = loss_totals(head, model, rows, pad_id, device, dtype, batch_size)
+    return total / max(1, count)
+
+
+@torch.inference_mode()
+def loss_totals(
+    head: Head,
+    model: Any,
+    rows: Sequence[Row],
+    pad_id: int,
+    device: torch.device,
+    dtype: torch.dtype | None = None,
+    batch_size: int = 32,
+) -> tuple[float, int]:
+    """(sum of per-target losses, number of targets) over rows: summable across processes."""
     model.eval()
     total, count = 0.0, 0
     order = np.argsort([len(r[0]) for r in rows])
@@ -113,7 +133,7 @@ def mean_loss(
             loss, n = head.loss(model, batch.to(device))
         total += float(loss) * n
         count += n
-    return total / max(1, count)
+    return total, count
 
 
 @torch.inference_mode()

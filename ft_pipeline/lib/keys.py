@@ -12,10 +12,11 @@ from pathlib import Path
 import ft_pipeline
 from ft_pipeline.lib.models import BUNDLED_MODELS, package_file
 from ft_pipeline.lib.state import file_sha256
-from ft_pipeline.recipe import Recipe
+from ft_pipeline.recipe import DistributedConfig, Recipe
 
 # Modules whose code decides what a trained adapter is: a change here retrains.
-_TRAINING_MODULES = ("training.py", "modeling.py", "batching.py", "rendering.py", "tokenized.py")
+_TRAINING_MODULES = ("training.py", "train_loop.py", "distributed.py", "modeling.py", "batching.py")
+_TRAINING_MODULES += ("rendering.py", "tokenized.py")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt")
 
 
@@ -48,7 +49,13 @@ def base_model_hash(spec: str) -> str:
 
 
 def training_hash(recipe: Recipe) -> str:
-    """The recipe sections that shape training (data ones are in the data version)."""
+    """The recipe sections that shape training (data ones are in the data version).
+
+    `training.distributed` is left out: like the device, how many processes train changes
+    the speed, not the adapter (the same steps over the same rows; see `distributed`).
+    """
+    alone = recipe.training.model_copy(update={"distributed": DistributedConfig()})
+    recipe = recipe.model_copy(update={"training": alone})
     return recipe.content_hash("lora", "training", "model", "prompt", "task", "labels")
 
 

@@ -38,6 +38,7 @@ def fine_tuned_adapter(
 
     Keyed by (data version, recipe, base model, code): an adapter with the same key is
     reused, not retrained. Checkpoints let a re-materialization resume after a crash.
+    With `training.distributed` set to ddp it runs torchrun and streams the workers' output.
     """
     from ft_pipeline.lib.adapter_job import fit_adapter
     from ft_pipeline.lib.tokenized import load_tokenized
@@ -73,6 +74,7 @@ def fine_tuned_adapter(
             "mlflow_run_id": info["mlflow_run_id"],
             "steps": info["steps"],
             "train_rows": info["train_rows"],
+            "processes": info.get("processes", 1),
             "initial_val_loss": info["initial_val_loss"],
             "best_val_loss": info["best_val_loss"],
             "stopped_early": info["stopped_early"],
