@@ -199,7 +199,12 @@ def cmd_mlflow_server(args: argparse.Namespace) -> int:
 
     try:
         argv, env = server_command(
-            os.environ, paths.mlflow_artifacts, args.host, args.port, args.workers
+            os.environ,
+            paths.mlflow_artifacts,
+            args.host,
+            args.port,
+            args.workers,
+            args.allowed_hosts,
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -262,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     server.add_argument("--host", default="127.0.0.1")
     server.add_argument("--port", type=int, default=5000)
     server.add_argument("--workers", type=int, help="request workers (MLflow's default: 4)")
+    server.add_argument("--allowed-hosts", help="Host headers to accept besides localhost")
     server.set_defaults(func=cmd_mlflow_server)
     args = parser.parse_args(argv)
     if args.command == "run":

@@ -42,6 +42,7 @@ def server_command(
     host: str = "127.0.0.1",
     port: int = 5000,
     workers: int | None = None,
+    allowed_hosts: str | None = None,
 ) -> tuple[list[str], dict[str, str]]:
     """The `mlflow server` command line and environment for the PostgreSQL store.
 
@@ -64,6 +65,8 @@ def server_command(
     ]
     if workers:
         argv += ["--workers", str(workers)]
+    if allowed_hosts:  # Host headers besides localhost and private IPs (a cluster's Service)
+        argv += ["--allowed-hosts", allowed_hosts]
     child = dict(env)
     if env.get("DAGSTER_PG_PASSWORD") and not env.get("PGPASSWORD"):
         child["PGPASSWORD"] = env["DAGSTER_PG_PASSWORD"]
