@@ -104,7 +104,8 @@ class Postgres:
 def postgres_server(bin_dir: Path) -> Iterator[Postgres]:
     """initdb + pg_ctl start in a temporary folder; pg_ctl stop and removal on exit."""
     prefix = _as_server_user()
-    root = Path(tempfile.mkdtemp(prefix="ft-pg-"))
+    # As root, under /tmp itself: the `postgres` account must be able to reach the folder.
+    root = Path(tempfile.mkdtemp(prefix="ft-pg-", dir="/tmp" if prefix else None))
     data, log = root / "data", root / "server.log"
     password = secrets.token_urlsafe(16)
     started = False
