@@ -13,8 +13,12 @@ MLFLOW_PORT ?= 5000
 SERVE_PORT ?= 5001
 MODEL_NAME ?= $(shell test -x $(BIN)/python && $(BIN)/python -c "from ft_pipeline.recipe import load_recipe; print(load_recipe('$(RECIPE)').model_name)" 2>/dev/null)
 PYTEST_ARGS ?=
+# Dagster instance settings copied into DAGSTER_HOME: dagster.yaml (SQLite under the state
+# folder) or dagster.postgres.yaml (PostgreSQL; README "Scaling out").
+FT_DAGSTER_CONFIG ?= dagster.yaml
 
 export FT_HOME
+export FT_DAGSTER_CONFIG := $(abspath $(FT_DAGSTER_CONFIG))
 export FT_RECIPE := $(abspath $(RECIPE))
 export DAGSTER_HOME := $(FT_HOME)/dagster
 export HF_HUB_OFFLINE := 1
@@ -22,7 +26,7 @@ export GX_ANALYTICS_ENABLED := false
 
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: install browser-deps run test ui mlflow-ui serve predict rollback bench bench-quality lint format status clean
+.PHONY: install browser-deps postgres-deps run test ui mlflow-ui mlflow-server serve predict rollback bench bench-quality lint format status clean
 
 $(STAMP): pyproject.toml requirements-bundled.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,34 +48,56 @@ browser-deps:
 	    $$sudo apt-get install -y -qq chromium > /dev/null; } \
 	  || echo "could not install chromium; skip the browser test: make test PYTEST_ARGS='-m \"not browser\"'"; }
 
+# The PostgreSQL test runs Debian's PostgreSQL server (initdb, pg_ctl) on a loopback port.
+postgres-deps:
+	@command -v pg_ctl > /dev/null || ls /usr/lib/postgresql/*/bin/pg_ctl > /dev/null 2>&1 || { \
+	  echo "installing Debian's postgresql for the PostgreSQL test (apt-get)"; \
+	  if [ "$$(id -u)" = 0 ]; then sudo=""; else sudo="sudo -n"; fi; \
+	  { $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    $$sudo apt-get install -y -qq postgresql > /dev/null; } \
+	  || echo "could not install postgresql; skip its test: make test PYTEST_ARGS='-m \"not postgres\"'"; }
+
 run: $(STAMP)
 	$(BIN)/ft-pipeline run
 
 status: $(STAMP)
 	$(BIN)/ft-pipeline status
 
-test: $(STAMP) browser-deps
+test: $(STAMP) browser-deps postgres-deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Dagster (webserver + daemon) on UI_PORT and the MLflow UI on MLFLOW_PORT; Ctrl-C stops both.
+# With FT_MLFLOW_TRACKING_URI set (`make mlflow-server` running), no MLflow UI is started:
+# the tracking server is the UI.
 ui: $(STAMP)
-	@mkdir -p $(DAGSTER_HOME) && cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
-	@echo "Dagster UI: http://$(BIND_HOST):$(UI_PORT)   MLflow UI: http://$(BIND_HOST):$(MLFLOW_PORT)"
-	@PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/mlflow ui --backend-store-uri sqlite:///$(FT_HOME)/mlflow.db \
+	@mkdir -p $(DAGSTER_HOME) && cp $(FT_DAGSTER_CONFIG) $(DAGSTER_HOME)/dagster.yaml
+	@if [ -n "$$FT_MLFLOW_TRACKING_URI" ]; then \
+	  echo "Dagster UI: http://$(BIND_HOST):$(UI_PORT)   MLflow: $$FT_MLFLOW_TRACKING_URI"; \
+	else \
+	  echo "Dagster UI: http://$(BIND_HOST):$(UI_PORT)   MLflow UI: http://$(BIND_HOST):$(MLFLOW_PORT)"; \
+	  PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/mlflow ui --backend-store-uri sqlite:///$(FT_HOME)/mlflow.db \
 		--default-artifact-root $(FT_HOME)/mlartifacts -h $(BIND_HOST) -p $(MLFLOW_PORT) \
 		> $(FT_HOME)/mlflow-ui.log 2>&1 & \
-	mlflow_pid=$$!; trap "kill $$mlflow_pid 2>/dev/null" EXIT INT TERM; \
+	fi; \
+	mlflow_pid=$$!; trap "test -n \"$$mlflow_pid\" && kill $$mlflow_pid 2>/dev/null" EXIT INT TERM; \
 	$(BIN)/dagster dev -w workspace.yaml -h $(BIND_HOST) -p $(UI_PORT)
 
 mlflow-ui: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/mlflow ui --backend-store-uri sqlite:///$(FT_HOME)/mlflow.db \
 		--default-artifact-root $(FT_HOME)/mlartifacts -h $(BIND_HOST) -p $(MLFLOW_PORT)
 
+# MLflow tracking server with its store in PostgreSQL (database FT_MLFLOW_PG_DB, `mlflow` by
+# default) on the server of DAGSTER_PG_HOST/PORT/USER/PASSWORD; the password reaches libpq
+# from the environment only. Point the pipeline at it: FT_MLFLOW_TRACKING_URI=http://$(BIND_HOST):$(MLFLOW_PORT)
+mlflow-server: $(STAMP)
+	$(BIN)/ft-pipeline mlflow-server --host $(BIND_HOST) --port $(MLFLOW_PORT)
+
 # Serve the champion over HTTP: POST http://$(BIND_HOST):$(SERVE_PORT)/invocations
+# The registry is FT_MLFLOW_TRACKING_URI's when set (`make mlflow-server`), else the SQLite store.
 serve: $(STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" MLFLOW_TRACKING_URI=sqlite:///$(FT_HOME)/mlflow.db \
+	PATH="$(CURDIR)/$(BIN):$$PATH" MLFLOW_TRACKING_URI="$${FT_MLFLOW_TRACKING_URI:-sqlite:///$(FT_HOME)/mlflow.db}" \
 		$(BIN)/mlflow models serve -m "models:/$(MODEL_NAME)@champion" --env-manager local \
 		-h $(BIND_HOST) -p $(SERVE_PORT)
 

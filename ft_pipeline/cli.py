@@ -192,6 +192,28 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mlflow_server(args: argparse.Namespace) -> int:
+    """Replace this process with `mlflow server` on PostgreSQL (ft_pipeline.lib.tracking_server)."""
+    paths = _setup(args)
+    from ft_pipeline.lib.tracking_server import server_command
+
+    try:
+        argv, env = server_command(
+            os.environ,
+            paths.mlflow_artifacts,
+            args.host,
+            args.port,
+            args.workers,
+            args.allowed_hosts,
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"MLflow tracking server: FT_MLFLOW_TRACKING_URI=http://{args.host}:{args.port}")
+    sys.stdout.flush()
+    os.execve(argv[0], argv, env)
+
+
 def _state():
     from ft_pipeline.defs.resources import StateResource
 
@@ -241,6 +263,12 @@ def main(argv: list[str] | None = None) -> int:
     rollback = sub.add_parser("rollback", help="move `champion` back to the previous version")
     rollback.set_defaults(func=cmd_rollback)
     sub.add_parser("status", help="show partitions and their gates").set_defaults(func=cmd_status)
+    server = sub.add_parser("mlflow-server", help="MLflow tracking server on PostgreSQL")
+    server.add_argument("--host", default="127.0.0.1")
+    server.add_argument("--port", type=int, default=5000)
+    server.add_argument("--workers", type=int, help="request workers (MLflow's default: 4)")
+    server.add_argument("--allowed-hosts", help="Host headers to accept besides localhost")
+    server.set_defaults(func=cmd_mlflow_server)
     args = parser.parse_args(argv)
     if args.command == "run":
         args.until_assets = DOWNSTREAM[: DOWNSTREAM.index(args.until) + 1]

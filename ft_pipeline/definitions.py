@@ -13,6 +13,7 @@ from ft_pipeline.defs.data import assets as data_assets
 from ft_pipeline.defs.data import checks as data_checks
 from ft_pipeline.defs.deployment import assets as deployment_assets
 from ft_pipeline.defs.evaluation import assets as evaluation_assets
+from ft_pipeline.defs.executors import executor_from_env
 from ft_pipeline.defs.resources import (
     MlflowResource,
     RecipeResource,
@@ -47,7 +48,9 @@ defs = dg.Definitions(
     schedules=[retrain_schedule(_automation.retrain_cron)],
     # One process per run, not per step: a step costs no extra interpreter start-up (about
     # 6 s of imports here), and the `training` pool still serialises training steps.
-    executor=dg.in_process_executor,
+    # FT_EXECUTOR_CONFIG=deploy/k8s/executor.yaml (or deploy/celery/...) runs each step in its
+    # own Kubernetes job (or Celery task) instead: README "Scaling out".
+    executor=executor_from_env(),
     resources={
         "state": StateResource(),
         "recipe": RecipeResource(),

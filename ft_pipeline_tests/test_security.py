@@ -50,7 +50,7 @@ def test_source_never_deserialises_unsafely(pattern: str, why: str):
     assert not found, f"{why}:\n" + "\n".join(found)
 
 
-@pytest.mark.parametrize("target", ["serve", "ui", "mlflow-ui"])
+@pytest.mark.parametrize("target", ["serve", "ui", "mlflow-ui", "mlflow-server"])
 def test_servers_bind_to_loopback_unless_told_otherwise(target: str):
     def dry_run(*extra: str) -> str:
         out = subprocess.run(
@@ -59,9 +59,9 @@ def test_servers_bind_to_loopback_unless_told_otherwise(target: str):
         assert out.returncode == 0, out.stderr
         return out.stdout
 
-    hosts = re.findall(r"-h (\S+)", dry_run())
+    hosts = re.findall(r"(?:-h|--host) (\S+)", dry_run())
     assert hosts and set(hosts) == {"127.0.0.1"}
-    assert set(re.findall(r"-h (\S+)", dry_run("BIND_HOST=0.0.0.0"))) == {"0.0.0.0"}
+    assert set(re.findall(r"(?:-h|--host) (\S+)", dry_run("BIND_HOST=0.0.0.0"))) == {"0.0.0.0"}
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 HOME_ENV = "FT_HOME"
 RECIPE_ENV = "FT_RECIPE"
+DAGSTER_CONFIG_ENV = "FT_DAGSTER_CONFIG"
 DEFAULT_RECIPE = PROJECT_ROOT / "recipes" / "tweet_sentiment.yaml"
 
 
@@ -91,9 +92,29 @@ class StatePaths:
         return self
 
 
-def prepare_dagster_home(paths: StatePaths, template: Path = PROJECT_ROOT / "dagster.yaml") -> Path:
-    """Copy the project's dagster.yaml into DAGSTER_HOME under the state folder."""
+def project_file(name: str) -> Path:
+    """A settings file: an absolute path, else relative to the working directory, else to the
+    project (so `dagster.postgres.yaml` works from anywhere). It must exist."""
+    path = Path(name).expanduser()
+    for candidate in [path] if path.is_absolute() else [Path.cwd() / path, PROJECT_ROOT / path]:
+        if candidate.is_file():
+            return candidate.resolve()
+    raise FileNotFoundError(f"{name}: no such file (looked in {Path.cwd()} and {PROJECT_ROOT})")
+
+
+def dagster_config_path() -> Path:
+    """The Dagster instance settings: $FT_DAGSTER_CONFIG, else the project's dagster.yaml.
+
+    `FT_DAGSTER_CONFIG=dagster.postgres.yaml` selects the PostgreSQL profile.
+    """
+    name = os.environ.get(DAGSTER_CONFIG_ENV)
+    return project_file(name) if name else PROJECT_ROOT / "dagster.yaml"
+
+
+def prepare_dagster_home(paths: StatePaths, template: Path | None = None) -> Path:
+    """Copy the instance settings (`dagster_config_path()`) into DAGSTER_HOME as dagster.yaml."""
     paths.ensure()
+    template = template or dagster_config_path()
     target = paths.dagster_home / "dagster.yaml"
     if template.is_file() and (
         not target.is_file() or target.read_bytes() != template.read_bytes()
