@@ -7,7 +7,6 @@ passes its logger and run id in.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 
 from datasets import DatasetDict
 
+from ft_pipeline.lib import atomic
 from ft_pipeline.lib.distributed import check_supported
 from ft_pipeline.lib.heads import head_for, rows_for
 from ft_pipeline.lib.keys import adapter_key, base_model_hash, code_version, training_hash
@@ -225,9 +225,8 @@ def fit_adapter(
             "data_version": manifest["data_version"],
             "dataset_rows": manifest["rows_out"],
         }
-        tmp = folder / f".{INFO_FILE}.tmp"
-        tmp.write_text(json.dumps(info, indent=2))
-        os.replace(tmp, folder / INFO_FILE)  # the adapter counts as complete from here on
+        # The adapter counts as complete from here on.
+        atomic.write_text(folder / INFO_FILE, json.dumps(info, indent=2))
     return AdapterOutcome(key, folder, False, info)
 
 

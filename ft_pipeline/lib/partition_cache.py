@@ -10,10 +10,8 @@ longer joined are deleted after each build.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +19,7 @@ import numpy as np
 import pandas as pd
 import transformers
 
+from ft_pipeline.lib import atomic
 from ft_pipeline.lib.dedup import signatures
 from ft_pipeline.lib.rendering import EncodedRows
 from ft_pipeline.lib.state import slug
@@ -63,7 +62,7 @@ class PartitionCache:
         self.misses += 1
         sigs = signatures(frame["dedup_key"].tolist())
         if path is not None:
-            _write(path, lambda tmp: np.save(tmp, sigs, allow_pickle=False))
+            _write(path, lambda tmp: _save_npy(tmp, sigs))
         return sigs
 
     def encoded(
@@ -107,17 +106,17 @@ class PartitionCache:
         return removed
 
 
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as f:  # a file object: np.save would append ".npy" to a name
+        np.save(f, array, allow_pickle=False)
+
+
 def _write(path: Path, save: Callable[[Path], None]) -> None:
     """Write through a temporary name and rename, so a reader never sees half a file.
 
     A cache that cannot be written (disk full, read-only) only costs speed: warn, go on.
     """
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{path.suffix}")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save(tmp)
-        os.replace(tmp, path)
+        atomic.write_file(path, save)
     except OSError as exc:
         log.warning("%s: could not write cache entry (%s)", path, exc)
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)

@@ -21,6 +21,8 @@ import sys
 import warnings
 from pathlib import Path
 
+from ft_pipeline.lib import atomic
+
 STEP = "@ft-step "
 WARNING = "@ft-warning "
 
@@ -82,10 +84,8 @@ def run(job: dict) -> int:
             on_rows=_rows_trace(job.get("trace_rows"), par.rank),
         )
         if par.main:
-            out = Path(job["result"])
-            tmp = out.with_name(f".{out.name}.tmp")
-            tmp.write_text(json.dumps(dataclasses.asdict(result), default=str))
-            os.replace(tmp, out)
+            result_text = json.dumps(dataclasses.asdict(result), default=str)
+            atomic.write_text(Path(job["result"]), result_text)
     finally:
         par.leave()
     return 0
