@@ -247,3 +247,12 @@ def lora_setup(tiny_model_dir: Path, max_steps: int):
     enc = encode_rows(rows, recipe, tokenizer).rows
     data = list(zip(enc.input_ids, enc.labels, strict=True))
     return tiny_model_dir, tokenizer, recipe, data[:28], data[28:]
+
+
+def cannot_fault(reason: str) -> None:
+    """This machine cannot inject the fault (no root to mount, no setpriv): skip, except
+    where `FT_REQUIRE_FAULT_TESTS=1` (set by `.ci/run`), where a fault test must never
+    pass by not running."""
+    if os.environ.get("FT_REQUIRE_FAULT_TESTS") == "1":
+        pytest.fail(f"FT_REQUIRE_FAULT_TESTS=1 but {reason}")
+    pytest.skip(reason)

@@ -25,7 +25,7 @@ import yaml
 from ft_pipeline.lib import atomic, registry
 from ft_pipeline.lib.serving import predict_folder
 from ft_pipeline.lib.tokenized import load_tokenized
-from ft_pipeline_tests.conftest import fixture_rows, write_csv, write_recipe
+from ft_pipeline_tests.conftest import cannot_fault, fixture_rows, write_csv, write_recipe
 from ft_pipeline_tests.test_pipeline_model import LORA, MODEL, TRAINING, ModelProject, _meta
 
 SIZE = "64m"
@@ -98,7 +98,7 @@ def disk(tmp_path: Path):
         )
     except (OSError, subprocess.SubprocessError) as exc:
         detail = getattr(exc, "stderr", "") or exc
-        pytest.skip(f"cannot mount a tmpfs as the state folder (needs root): {detail}")
+        cannot_fault(f"cannot mount a tmpfs as the state folder (needs root): {detail}")
     disk = Disk(home)
     try:
         yield disk

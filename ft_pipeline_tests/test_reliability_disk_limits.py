@@ -26,7 +26,7 @@ import pytest
 from ft_pipeline.lib import partition_store as store
 from ft_pipeline.lib.state import StatePaths
 from ft_pipeline.lib.tokenized import load_tokenized
-from ft_pipeline_tests.conftest import write_recipe
+from ft_pipeline_tests.conftest import cannot_fault, write_recipe
 from ft_pipeline_tests.test_reliability_disk import leftovers, snapshot
 
 KEY = "file:data/a.csv"
@@ -172,7 +172,7 @@ def test_permission_denied_during_writes_keeps_previous_versions(state):
     prefix = []
     if os.geteuid() == 0:  # root writes through permission bits unless it drops the caps
         if shutil.which("setpriv") is None:
-            pytest.skip("root without setpriv: permission bits cannot stop root's writes")
+            cannot_fault("root without setpriv: permission bits cannot stop root's writes")
         prefix = NO_DAC
     home = state[0]
     before = snapshot(home)
