@@ -166,7 +166,8 @@ class DistributedConfig(_Strict):
 
     `single`: one process (the default). `ddp`: data parallel, each process takes a share of
     every batch and gradients are summed, so steps and rows seen are those of one process
-    (gloo on CPU, NCCL on CUDA). `fsdp`: fully sharded data parallel, CUDA only.
+    (gloo on CPU, NCCL on CUDA). `fsdp`: the same, with every weight (the frozen base model
+    too) sharded across the processes, for a base model too large for one device.
     Not part of the adapter's key: like the device, it changes how fast, not what, is trained.
     """
 

@@ -1,7 +1,8 @@
-"""Training on several processes: DDP over gloo on CPU, launched with torchrun.
+"""Training on several processes: DDP and FSDP over gloo on CPU, launched with torchrun.
 
-The 2-process run must see exactly the rows one process sees, step by step, take the same
-optimizer steps and reach the same validation loss (within float rounding)."""
+The 2-process runs must see exactly the rows one process sees, step by step, take the same
+optimizer steps and reach the same validation loss (within float rounding). FSDP must
+also hold half the weights on each process, and its checkpoints must resume anywhere."""
 
 from __future__ import annotations
 
@@ -144,7 +145,7 @@ def test_two_processes_train_on_every_row_once_and_match_one_process(runs):
     assert ddp.steps == single.steps == 5 and ddp.optimizer_steps == single.optimizer_steps == 5
     assert [s.step for s in steps] == [1, 2, 3, 4, 5]  # rank 0's progress, once per step
     for a, b in zip(single.history, ddp.history, strict=True):
-        for name in ("train_loss", "val_loss"):
+        for name in ("train_loss", "val_loss", "grad_norm"):
             if a[name] is not None:
                 assert math.isclose(a[name], b[name], rel_tol=REL_TOL), (name, a, b)
     assert math.isclose(single.final_val_loss, ddp.final_val_loss, rel_tol=REL_TOL)
@@ -216,10 +217,11 @@ def test_shards_are_disjoint_and_cover_the_batch():
     assert Parallel().shard(batch) == batch
 
 
-def test_fsdp_is_refused_with_a_clear_error():
-    with pytest.raises(UnsupportedStrategy, match="set strategy: ddp"):
-        check_supported("fsdp", CPU)
-    check_supported("ddp", CPU)
+def test_strategies_are_checked_before_any_process_starts():
+    for strategy in ("single", "ddp", "fsdp"):
+        check_supported(strategy, CPU)
+    with pytest.raises(UnsupportedStrategy, match=r"not on mps; set training\.device"):
+        check_supported("fsdp", torch.device("mps"))
 
 
 def test_worker_command_is_torchrun_of_this_interpreter(tmp_path):

@@ -142,13 +142,15 @@ def fit_adapter(
                     "lr": s.lr,
                     "tokens_per_s": s.tokens_per_s,
                     "val_loss": s.val_loss,
+                    "grad_norm": s.grad_norm,
                 },
                 step=s.step,
             )
             val = f", val_loss {s.val_loss:.4f}" if s.val_loss is not None else ""
             log(
                 f"step {s.step}/{s.total_steps} loss {s.train_loss:.4f}{val} "
-                f"lr {s.lr:.2e} {s.tokens_per_s:.0f} tok/s ETA {s.eta_s / 60:.1f} min"
+                f"lr {s.lr:.2e} grad_norm {s.grad_norm or 0:.3f} "
+                f"{s.tokens_per_s:.0f} tok/s ETA {s.eta_s / 60:.1f} min"
             )
 
         if spread.strategy == "single":

@@ -1,4 +1,4 @@
-"""Data-parallel training on several processes: DDP over gloo on CPU, NCCL on CUDA.
+"""Data-parallel training on several processes: DDP or FSDP, over gloo on CPU, NCCL on CUDA.
 
 `train_adapter` calls `join()`. Under `torchrun` or `accelerate launch` (WORLD_SIZE > 1 in
 the environment) it joins the process group; otherwise it returns the one-process
@@ -17,6 +17,9 @@ How the work is split, and why the result is the single-process one:
   gets the same value and takes the same early-stopping decision;
 - rank 0 alone writes checkpoints (holding every rank's RNG state) and the adapter, and
   reports progress.
+
+FSDP (`strategy: fsdp`) shares out batches the same way but shards the weights too
+(`sharding`): there the gradients are reduce-scattered by FSDP instead of `sum_grads`.
 """
 
 from __future__ import annotations
@@ -40,17 +43,17 @@ class UnsupportedStrategy(RuntimeError):
 
 def check_supported(strategy: str, device: torch.device) -> None:
     """Refuse what cannot run, before any process starts."""
-    if strategy == "fsdp":
+    if strategy == "single":
+        return
+    if device.type == "cuda" and not dist.is_nccl_available():
+        raise UnsupportedStrategy(f"{strategy} on CUDA needs NCCL, which this torch build lacks")
+    if device.type == "cpu" and not dist.is_gloo_available():
+        raise UnsupportedStrategy(f"{strategy} on CPU needs gloo, which this torch build lacks")
+    if device.type not in ("cpu", "cuda"):
         raise UnsupportedStrategy(
-            f"training.distributed.strategy 'fsdp' is not implemented by this trainer, on "
-            f"CPU or CUDA (asked on {device.type}). LoRA trains a few MB of weights, so 'ddp' "
-            "is the strategy to use while the frozen base model fits one device: set "
-            "strategy: ddp"
+            f"{strategy} runs on CPU (gloo) or CUDA (NCCL), not on {device.type}; "
+            "set training.device or strategy: single"
         )
-    if strategy == "ddp" and device.type == "cuda" and not dist.is_nccl_available():
-        raise UnsupportedStrategy("ddp on CUDA needs NCCL, which this torch build lacks")
-    if strategy == "ddp" and device.type == "cpu" and not dist.is_gloo_available():
-        raise UnsupportedStrategy("ddp on CPU needs gloo, which this torch build lacks")
 
 
 @dataclass
@@ -61,6 +64,12 @@ class Parallel:
     world: int = 1
     device: torch.device = CPU
     owns_group: bool = False
+    strategy: str = "ddp"  # how several processes share the work: ddp or fsdp
+
+    @property
+    def sharded(self) -> bool:
+        """Weights sharded across processes (FSDP), not replicated."""
+        return self.active and self.strategy == "fsdp"
 
     @property
     def main(self) -> bool:
@@ -85,7 +94,7 @@ class Parallel:
 
     def sum_grads(self, params: Sequence[torch.nn.Parameter]) -> None:
         """Sum the gradients of `params` over ranks, in place (one all-reduce)."""
-        if not self.active:
+        if not self.active or self.sharded:  # FSDP reduce-scatters them itself
             return
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
         flat = torch.cat([g.reshape(-1) for g in grads])
@@ -123,10 +132,11 @@ def launched_world() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def join(device: torch.device | str = "auto") -> Parallel:
+def join(device: torch.device | str = "auto", strategy: str = "ddp") -> Parallel:
     """This process's `Parallel`: joins the process group when launched as one of several.
 
     `device` "auto" (or a device type) is resolved per rank: cuda:<LOCAL_RANK> on CUDA.
+    `strategy` (the recipe's) chooses FSDP over DDP when there are several processes.
     """
     initialized = dist.is_available() and dist.is_initialized()
     if not initialized and launched_world() <= 1:
@@ -138,4 +148,7 @@ def join(device: torch.device | str = "auto") -> Parallel:
         torch.cuda.set_device(resolved)
     if not initialized:
         dist.init_process_group("nccl" if kind == "cuda" else "gloo")
-    return Parallel(dist.get_rank(), dist.get_world_size(), resolved, owns_group=not initialized)
+    rank, world = dist.get_rank(), dist.get_world_size()
+    # Several processes under a recipe saying `single` (a plain torchrun launch) means DDP.
+    how = "fsdp" if strategy == "fsdp" else "ddp"
+    return Parallel(rank, world, resolved, owns_group=not initialized, strategy=how)

@@ -1,5 +1,8 @@
 """The state of one training run: optimizer, schedule, batch position, checkpoints, and
-the optimizer step itself (one process, or one of several: `distributed.Parallel`)."""
+the optimizer step itself (one process, or one of several: `distributed.Parallel`).
+
+Checkpoints hold whole tensors whatever the strategy (`sharding.full_state`), so one
+written by several processes, sharded or not, resumes on any number of them."""
 
 from __future__ import annotations
 
@@ -10,11 +13,12 @@ from typing import Any
 
 import torch
 
-from ft_pipeline.lib import checkpoints
+from ft_pipeline.lib import checkpoints, sharding
 from ft_pipeline.lib.batching import epoch_batches
 from ft_pipeline.lib.distributed import Parallel
 from ft_pipeline.lib.heads import Row, head_for, loss_totals
 from ft_pipeline.lib.lora import param_groups
+from ft_pipeline.lib.modeling import Batch
 from ft_pipeline.recipe import Recipe
 
 # (step about to be taken, micro-batch within it, row indices this process computed on)
@@ -42,11 +46,12 @@ class Loop:
         dtype: torch.dtype | None,
         out_dir: Path,
         par: Parallel,
+        root: sharding.LossRoot | None = None,
     ) -> None:
         from transformers import get_scheduler
 
         self.model, self.recipe, self.train, self.val = model, recipe, train, val
-        self.head = head_for(recipe)
+        self.head, self.root = head_for(recipe), root  # root: the FSDP root, when sharded
         self.pad_id, self.device, self.dtype, self.par = pad_id, par.device, dtype, par
         self.ckpt_dir = out_dir / "checkpoints"
         t = recipe.training
@@ -66,23 +71,51 @@ class Loop:
         self.best = trainable(model)
         self.skipped: list[str] = []  # warnings about damaged checkpoints passed over
 
+    def loss(self, batch: Batch) -> tuple[torch.Tensor, int]:
+        """The head's mean loss on a batch (through the FSDP root when sharded)."""
+        batch = batch.to(self.device)
+        dtype = self.dtype
+        on = dtype is not None
+        with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=on):
+            return self.root(batch) if self.root is not None else self.head.loss(self.model, batch)
+
     def validate(self) -> float:
         """Validation loss over all rows; each process scores its share when several."""
-        rows = self.par.shard(self.val)
-        args = (self.head, self.model, rows, self.pad_id, self.device, self.dtype)
-        total, count = self.par.sum(loss_totals(*args))
+        if self.root is not None:
+            total, count = self.par.sum(self._sharded_val_totals())
+        else:
+            rows = self.par.shard(self.val)
+            args = (self.head, self.model, rows, self.pad_id, self.device, self.dtype)
+            total, count = self.par.sum(loss_totals(*args))
         self.model.train()
         return total / max(1, count)
+
+    @torch.no_grad()
+    def _sharded_val_totals(self, batch_size: int = 32) -> tuple[float, int]:
+        """Every rank runs the same number of forward passes (each gathers weights): the
+        rows are cut into global batches and a rank without a share runs one row, unused."""
+        self.model.eval()
+        order = sorted(range(len(self.val)), key=lambda i: len(self.val[i][0]))
+        total, count, size = 0.0, 0, batch_size * self.par.world
+        for start in range(0, len(order), size):
+            mine = self.par.shard([self.val[i] for i in order[start : start + size]])
+            loss, n = self.loss(self.head.collate(mine or self.val[:1], self.pad_id))
+            if mine:
+                total, count = total + float(loss) * n, count + n
+        return total, count
 
     def save(self) -> None:
         """Rank 0 writes; every rank's RNG state goes in, so a resume is exact on each."""
         s = self.state
         rank_rng = self.par.gather(torch.get_rng_state())
+        # Whole tensors, gathered by every rank alike when the weights are sharded.
+        weights, best = sharding.full_state(trainable(self.model)), sharding.full_state(self.best)
+        optimizer = sharding.full_state(self.optimizer.state_dict())
         if self.par.main:
             payload = {
-                "trainable": trainable(self.model),
-                "best": self.best,
-                "optimizer": self.optimizer.state_dict(),
+                "trainable": weights,
+                "best": best,
+                "optimizer": optimizer,
                 "scheduler": self.scheduler.state_dict(),
                 "rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -126,12 +159,14 @@ class Loop:
         if (found := checkpoints.load_latest(self.ckpt_dir, self.check, skip)) is None:
             return None
         _, payload, meta = found
+        named = {n: p for n, p in self.model.named_parameters() if p.requires_grad}
         with torch.no_grad():
-            for name, p in self.model.named_parameters():
-                if p.requires_grad:
-                    p.copy_(payload["trainable"][name])
-        self.best = payload["best"]
-        self.optimizer.load_state_dict(payload["optimizer"])
+            for name, p in named.items():
+                p.copy_(sharding.like(payload["trainable"][name], p))
+        self.best = {n: sharding.like(t, named[n]) for n, t in payload["best"].items()}
+        self.optimizer.load_state_dict(
+            sharding.optimizer_state_like(payload["optimizer"], self.optimizer)
+        )
         self.scheduler.load_state_dict(payload["scheduler"])
         rank_rng = payload.get("rank_rng") or []
         same_world = self.par.active and len(rank_rng) == self.par.world
@@ -171,23 +206,23 @@ class Loop:
             if on_rows:
                 on_rows(s["step"] + 1, micro, mine)
             s["epoch"], s["batch"] = epoch, index + 1
-            if not mine:  # a short last batch: fewer rows than processes
+            # A short last batch can leave a process without rows. Under DDP it sits the
+            # micro-batch out; under FSDP it runs one row with zero weight, because every
+            # process must enter each layer's gather and reduce-scatter.
+            if not mine and not par.sharded:
                 continue
             share = 1.0
             if par.active:
                 share = head.n_targets([self.train[i] for i in mine]) / head.n_targets(
                     [self.train[i] for i in rows]
                 )
-            batch = head.collate([self.train[i] for i in mine], self.pad_id)
-            dtype = self.dtype
-            with torch.autocast(
-                self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None
-            ):
-                loss, _ = head.loss(self.model, batch.to(self.device))
+            batch = head.collate([self.train[i] for i in mine or rows[:1]], self.pad_id)
+            sharding.sync_gradients(self.root, micro == t.gradient_accumulation - 1)
+            loss, _ = self.loss(batch)
             scaled = loss * share if par.active else loss
             (scaled / t.gradient_accumulation).backward()
             weighted += loss.detach().item() * share
-            tokens += batch.n_tokens
+            tokens += batch.n_tokens if mine else 0
         par.sum_grads(self.params)
         weighted, tokens = par.sum([weighted, tokens])
         return weighted / t.gradient_accumulation, int(tokens)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import os
 import sys
 import warnings
@@ -60,10 +61,17 @@ def run(job: dict) -> int:
     from ft_pipeline.lib.training import train_adapter
     from ft_pipeline.recipe import parse_recipe
 
+    # ft_pipeline's own log lines (how FSDP cut the model, ...) go to the parent, plainly.
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logging.getLogger("ft_pipeline").addHandler(handler)
+    logging.getLogger("ft_pipeline").setLevel(logging.INFO)
+
     recipe = parse_recipe(job["recipe"], origin="training job")
-    par = distributed.join(job.get("device", "auto"))
+    par = distributed.join(job.get("device", "auto"), recipe.training.distributed.strategy)
     threads = os.environ.get("OMP_NUM_THREADS", "default")
-    _emit("", f"worker rank {par.rank}/{par.world} on {par.device}, {threads} threads")
+    where = f"worker rank {par.rank}/{par.world} on {par.device}"
+    _emit("", f"{where}, {par.strategy if par.active else 'single'}, {threads} threads")
     try:
         dataset = load_from_disk(job["dataset"])
         head = head_for(recipe)

@@ -9,8 +9,9 @@ Design choices, each for a measured reason (see bench/):
   scheduler and RNG state, so a resumed run continues exactly where it stopped;
 - checkpoints hold tensors and plain values only (loaded with `weights_only=True`), and a
   damaged newest checkpoint is skipped, with a warning, for the one before it;
-- under torchrun, several processes share every batch (`distributed`: DDP, gloo on CPU),
-  with the same steps and rows as one process.
+- under torchrun, several processes share every batch (`distributed`: DDP, or FSDP with
+  the weights sharded too; gloo on CPU, NCCL on CUDA), with the same steps and rows as one
+  process.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any
 
 import torch
 
-from ft_pipeline.lib import distributed
+from ft_pipeline.lib import distributed, sharding
 from ft_pipeline.lib.heads import Row, head_for
 from ft_pipeline.lib.lora import peft_config
 from ft_pipeline.lib.train_loop import Loop, RowsHook, total_steps, trainable
@@ -58,6 +59,7 @@ class StepLog:
     tokens_per_s: float
     eta_s: float
     val_loss: float | None = None
+    grad_norm: float | None = None  # before clipping to 1.0
 
 
 @dataclass
@@ -110,16 +112,20 @@ def train_adapter(
     from peft import get_peft_model
 
     t = recipe.training
-    par = distributed.join(device)
+    par = distributed.join(device, t.distributed.strategy)
     torch.manual_seed(t.seed)
-    model = get_peft_model(head_for(recipe).load(base_dir, par.device, pad_id), peft_config(recipe))
-    loop = Loop(model, recipe, train, val, pad_id, dtype, out_dir, par)
-    par.broadcast_params(loop.params)
+    head = head_for(recipe)
+    model = get_peft_model(head.load(base_dir, par.device, pad_id), peft_config(recipe))
+    par.broadcast_params([p for p in model.parameters() if p.requires_grad])
+    root = sharding.shard(model, head, par.device) if par.sharded else None
+    if root is not None:
+        logger.info(sharding.describe(root, par.rank, par.world))
+    loop = Loop(model, recipe, train, val, pad_id, dtype, out_dir, par, root)
     resumed_from = loop.resume(on_warning or logger.warning)
     s = loop.state
     if resumed_from is None:
         s["initial_val"] = s["best_val"] = loop.validate()
-        first = {"step": 0, "train_loss": None, "val_loss": s["initial_val"]}
+        first = {"step": 0, "train_loss": None, "val_loss": s["initial_val"], "grad_norm": None}
         s["history"].append({**first, "lr": loop.scheduler.get_last_lr()[0]})
     model.train()
     batches = loop.micro_batches()
@@ -133,7 +139,8 @@ def train_adapter(
                 f"train loss became {train_loss} at step {s['step'] + 1}; "
                 "lower training.learning_rate"
             )
-        torch.nn.utils.clip_grad_norm_(loop.params, 1.0)
+        norm = torch.nn.utils.clip_grad_norm_(loop.params, 1.0)
+        grad_norm = float(sharding.full(norm))  # a sharded norm under FSDP: every rank asks
         lr = loop.scheduler.get_last_lr()[0]
         loop.optimizer.step()
         loop.scheduler.step()
@@ -153,11 +160,13 @@ def train_adapter(
                 s["bad_evals"] += 1
         s["history"].append(
             {"step": s["step"], "train_loss": train_loss, "val_loss": val_loss, "lr": lr}
+            | {"grad_norm": grad_norm}
         )
         if on_log and par.main:
             eta = (time.monotonic() - started) / steps_this_run * (loop.total - s["step"])
             tok_s = tokens / elapsed if elapsed else 0.0
-            on_log(StepLog(s["step"], loop.total, s["epoch"], train_loss, lr, tok_s, eta, val_loss))
+            log = (s["step"], loop.total, s["epoch"], train_loss, lr, tok_s, eta, val_loss)
+            on_log(StepLog(*log, grad_norm=grad_norm))
         patience = t.early_stopping_patience
         stopped_early = bool(patience and s["bad_evals"] >= patience and s["step"] < loop.total)
         if s["step"] % t.checkpoint_every == 0 or stopped_early:
@@ -178,8 +187,9 @@ def _finish(model, loop: Loop, out_dir: Path, resumed_from, stopped_early) -> Tr
             if p.requires_grad:
                 p.copy_(loop.best[name])
     adapter_dir = out_dir / "adapter"
+    weights = sharding.full_state(trainable(model)) if loop.par.sharded else None
     if loop.par.main:
-        model.save_pretrained(str(adapter_dir))
+        model.save_pretrained(str(adapter_dir), state_dict=weights)
     loop.par.barrier()  # the adapter is complete before any process returns
     return TrainResult(
         adapter_dir=adapter_dir,
