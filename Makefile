@@ -117,6 +117,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/eval_throughput.py $(BENCH_ARGS)
 	$(BIN)/python bench/incremental.py $(BENCH_ARGS)
 	$(BIN)/python bench/end_to_end.py $(BENCH_ARGS)
+	$(BIN)/python bench/distributed.py $(BENCH_ARGS)
 
 # Quality against cost: model/head contenders by training rows, and the recipe sweep that
 # set the default recipe (about 25 and 20 minutes).

@@ -243,7 +243,10 @@ def test_stream_passes_lines_as_they_come_and_fails_with_the_tail():
 
 
 @pytest.mark.slow
-def test_asset_trains_on_two_processes_and_streams_their_progress(tmp_path, tiny_model_dir):
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_asset_trains_on_two_processes_and_streams_their_progress(
+    tmp_path, tiny_model_dir, strategy
+):
     import dagster as dg
 
     from ft_pipeline_tests.test_pipeline_model import ModelProject, _meta
@@ -255,7 +258,7 @@ def test_asset_trains_on_two_processes_and_streams_their_progress(tmp_path, tiny
         "eval_every": 4,
         "checkpoint_every": 4,
         "early_stopping_patience": None,
-        "distributed": {"strategy": "ddp", "processes": 2},
+        "distributed": {"strategy": strategy, "processes": 2},
     }
     write_csv(tmp_path / "data" / "corpus.csv", fixture_rows(40))
     recipe = write_recipe(
@@ -278,17 +281,23 @@ def test_asset_trains_on_two_processes_and_streams_their_progress(tmp_path, tiny
 
     meta = _meta(result, "fine_tuned_adapter")
     assert meta["processes"] == 2 and meta["steps"] == 8 and meta["reused"] is False
+    assert 100 < meta["peak_rss_mb"] < 8 * 1024  # the workers' peak, not 0 or unset
     assert (Path(meta["path"]) / "adapter_model.safetensors").is_file()
     assert meta["best_val_loss"] < meta["initial_val_loss"]
     # The workers' output, streamed into the Dagster log as it came.
-    assert any("ddp on 2 processes" in m for m in logged)
+    assert any(f"{strategy} on 2 processes" in m for m in logged)
     for rank in (0, 1):  # one line each, whole: two processes' lines do not interleave
-        assert len([m for m in logged if m.startswith(f"worker rank {rank}/2 on cpu, ")]) == 1
+        start = f"worker rank {rank}/2 on cpu, {strategy}, "
+        assert len([m for m in logged if m.startswith(start)]) == 1
+    # Under FSDP each process holds half the weights (the classifier's body and head).
+    cut = [m for m in logged if "FSDP units: 2 x LlamaDecoderLayer" in m]
+    assert len(cut) == (2 if strategy == "fsdp" else 0)
     progress = [m for m in logged if m.startswith("step ") and "/8 loss" in m]
     assert len(progress) == 8 and "val_loss" in progress[-1]
     # The parent kept the MLflow run: params, a metric per step, the adapter artifact.
     run = project.client.get_run(meta["mlflow_run_id"])
     assert run.info.status == "FINISHED"
-    assert run.data.params["strategy"] == "ddp" and run.data.params["processes"] == "2"
+    assert run.data.params["strategy"] == strategy and run.data.params["processes"] == "2"
+    assert len(project.client.get_metric_history(run.info.run_id, "grad_norm")) == 8
     assert len(project.client.get_metric_history(run.info.run_id, "train_loss")) == 8
     assert _meta(again, "fine_tuned_adapter")["reused"] is True

@@ -198,6 +198,7 @@ def fit_adapter(
                 "initial_val_loss": result.initial_val_loss,
                 "train_tokens_per_s": result.tokens_per_s,
                 "optimizer_steps": result.optimizer_steps,
+                "train_peak_rss_mb": result.peak_rss_mb,
             },
             step=result.steps,
         )
@@ -222,6 +223,7 @@ def fit_adapter(
             "processes": spread.nproc,
             "tokens_per_s": result.tokens_per_s,
             "train_seconds": result.seconds,
+            "peak_rss_mb": result.peak_rss_mb,  # the largest over the training processes
             "base_model": recipe.model.base,
             "base_dir": str(base_dir),
             "data_version": manifest["data_version"],

@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import resource
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -80,6 +81,7 @@ class TrainResult:
     skipped_checkpoints: list[str] = field(default_factory=list)
     train_tokens: int = 0
     seconds: float = 0.0
+    peak_rss_mb: float = 0.0  # the largest of the training processes' peak resident memory
 
     @property
     def tokens_per_s(self) -> float:
@@ -145,6 +147,8 @@ def train_adapter(
         loop.optimizer.step()
         loop.scheduler.step()
         loop.optimizer.zero_grad(set_to_none=True)
+        if par.sharded:
+            sharding.release_freed_memory(par.device)
         s["step"] += 1
         steps_this_run += 1
         elapsed = time.monotonic() - step_start
@@ -191,6 +195,7 @@ def _finish(model, loop: Loop, out_dir: Path, resumed_from, stopped_early) -> Tr
     if loop.par.main:
         model.save_pretrained(str(adapter_dir), state_dict=weights)
     loop.par.barrier()  # the adapter is complete before any process returns
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     return TrainResult(
         adapter_dir=adapter_dir,
         steps=s["step"],
@@ -206,4 +211,5 @@ def _finish(model, loop: Loop, out_dir: Path, resumed_from, stopped_early) -> Tr
         skipped_checkpoints=list(loop.skipped),
         train_tokens=s["tokens"],
         seconds=s["seconds"],
+        peak_rss_mb=max(loop.par.gather(peak_kib)) / 1024,
     )

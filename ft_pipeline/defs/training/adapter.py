@@ -83,6 +83,7 @@ def fine_tuned_adapter(
             "skipped_checkpoints": len(info.get("skipped_checkpoints", [])),
             "tokens_per_s": float(info["tokens_per_s"]),
             "train_minutes": float(info["train_seconds"]) / 60,
+            "peak_rss_mb": float(info.get("peak_rss_mb", 0.0)),
             "path": dg.MetadataValue.path(str(outcome.adapter_dir)),
         },
     )
