@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import resource
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -43,3 +45,21 @@ def emit_json(row: dict, path: Path | None = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a") as f:
             f.write(line + "\n")
+
+
+def rows_args(
+    doc: str | None,
+    default: int,
+    quick: int,
+    extend: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> argparse.Namespace:
+    """The command line of a bench sized in rows: --rows, --quick (`quick` rows), --out."""
+    parser = argparse.ArgumentParser(description=doc)
+    parser.add_argument("--rows", type=int, default=default, help=f"default {default}")
+    parser.add_argument("--quick", action="store_true", help=f"{quick} rows, a smoke run")
+    parser.add_argument("--out", default=str(RESULTS_DIR), help="where results are appended")
+    if extend:
+        extend(parser)
+    args = parser.parse_args()
+    args.rows = quick if args.quick else args.rows
+    return args

@@ -16,14 +16,13 @@ between the processes). Reported per strategy, all from the same run:
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 import tempfile
 from pathlib import Path
 
 from _common import MODELS_DIR as MODELS
-from _common import RESULTS_DIR, ROOT, clean_tweets, emit_json
+from _common import ROOT, clean_tweets, emit_json, rows_args
 from datasets import DatasetDict
 
 from ft_pipeline.lib.adapter_job import train_indices, val_indices
@@ -73,12 +72,8 @@ def run(job: dict, nproc: int, folder: Path) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rows", type=int, default=512)
-    parser.add_argument("--quick", action="store_true", help="64 rows, a smoke run")
-    parser.add_argument("--out", default=str(RESULTS_DIR))
-    args = parser.parse_args()
-    rows = 64 if args.quick else args.rows
+    args = rows_args(__doc__, 512, 64)
+    rows = args.rows
     recipe = bench_recipe(rows, "single", 1)
     tokenizer = load_tokenizer(recipe.model.base, MODELS)
     dataset = build_tokenized(clean_tweets(recipe), recipe, tokenizer).dataset

@@ -31,10 +31,11 @@ import re
 import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import torch
-from _common import MODELS_DIR, RESULTS_DIR, ROOT, clean_tweets, emit_json, peak_rss_gb
+from _common import MODELS_DIR, ROOT, clean_tweets, emit_json, peak_rss_gb, rows_args
 
 from ft_pipeline.lib import metrics as M
 from ft_pipeline.lib.evaluation import test_indices
@@ -129,14 +130,14 @@ def measure(model, tokenizer, prompts, labels, device, dtype, args):
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rows", type=int, default=500, help="test rows (default 500)")
-    parser.add_argument("--quick", action="store_true", help="48 rows, for a smoke run")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--max-new-tokens", type=int, default=5)
-    parser.add_argument("--precision", choices=["auto", "bf16", "fp32"], help="default: recipe's")
-    args = parser.parse_args()
-    rows = 48 if args.quick else args.rows
+    def extend(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--batch-size", type=int, default=16)
+        parser.add_argument("--max-new-tokens", type=int, default=5)
+        choices = ["auto", "bf16", "fp32"]
+        parser.add_argument("--precision", choices=choices, help="default: the recipe's")
+
+    args = rows_args(__doc__, 500, 48, extend)
+    rows = args.rows
     recipe = lm_recipe(rows, args.precision)
 
     tokenizer = load_tokenizer(recipe.model.base, MODELS_DIR)
@@ -210,7 +211,7 @@ def main() -> int:
     }
     print_table(result, texts, parsed)
     suffix = "-quick" if args.quick else ""
-    emit_json(result, RESULTS_DIR / f"eval_throughput{suffix}.jsonl")
+    emit_json(result, Path(args.out) / f"eval_throughput{suffix}.jsonl")
     return 0
 
 

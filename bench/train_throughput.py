@@ -21,7 +21,6 @@ measured here in the same run (model FLOPs: 6 x non-embedding parameters x usefu
 
 from __future__ import annotations
 
-import argparse
 import json
 import multiprocessing as mp
 import sys
@@ -32,7 +31,7 @@ from pathlib import Path
 
 import torch
 from _common import MODELS_DIR as MODELS
-from _common import RESULTS_DIR, ROOT, clean_tweets, peak_rss_gb
+from _common import ROOT, clean_tweets, peak_rss_gb, rows_args
 
 from ft_pipeline.lib.adapter_job import train_indices, val_indices
 from ft_pipeline.lib.heads import head_for, mean_loss, rows_for
@@ -153,12 +152,8 @@ def non_embedding_params(base_dir: str) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rows", type=int, default=512)
-    parser.add_argument("--quick", action="store_true", help="64 rows, a smoke run")
-    parser.add_argument("--out", default=str(RESULTS_DIR))
-    args = parser.parse_args()
-    rows = 64 if args.quick else args.rows
+    args = rows_args(__doc__, 512, 64)
+    rows = args.rows
     recipe = bench_recipe(rows)
     tokenizer = load_tokenizer(recipe.model.base, MODELS)
     dataset = build_tokenized(clean_tweets(recipe), recipe, tokenizer).dataset
