@@ -16,7 +16,7 @@ import torch
 from ft_pipeline.lib import checkpoints, sharding
 from ft_pipeline.lib.batching import epoch_batches
 from ft_pipeline.lib.distributed import Parallel
-from ft_pipeline.lib.heads import Row, head_for, loss_totals
+from ft_pipeline.lib.heads import Row, head_for
 from ft_pipeline.lib.lora import param_groups
 from ft_pipeline.lib.modeling import Batch
 from ft_pipeline.recipe import Recipe
@@ -81,19 +81,15 @@ class Loop:
 
     def validate(self) -> float:
         """Validation loss over all rows; each process scores its share when several."""
-        if self.root is not None:
-            total, count = self.par.sum(self._sharded_val_totals())
-        else:
-            rows = self.par.shard(self.val)
-            args = (self.head, self.model, rows, self.pad_id, self.device, self.dtype)
-            total, count = self.par.sum(loss_totals(*args))
+        total, count = self.par.sum(self._val_totals())
         self.model.train()
         return total / max(1, count)
 
     @torch.no_grad()
-    def _sharded_val_totals(self, batch_size: int = 32) -> tuple[float, int]:
-        """Every rank runs the same number of forward passes (each gathers weights): the
-        rows are cut into global batches and a rank without a share runs one row, unused."""
+    def _val_totals(self, batch_size: int = 32) -> tuple[float, int]:
+        """(loss sum, targets) of this process's share, in length-sorted global batches of
+        `batch_size` rows per process. Every process runs the same number of forward passes
+        (under FSDP each one gathers weights): one without a share runs a row, unused."""
         self.model.eval()
         order = sorted(range(len(self.val)), key=lambda i: len(self.val[i][0]))
         total, count, size = 0.0, 0, batch_size * self.par.world
