@@ -163,8 +163,13 @@ def train_adapter(
             else:
                 s["bad_evals"] += 1
         s["history"].append(
-            {"step": s["step"], "train_loss": train_loss, "val_loss": val_loss, "lr": lr}
-            | {"grad_norm": grad_norm}
+            {
+                "step": s["step"],
+                "train_loss": train_loss,
+                "val_loss": val_loss,
+                "lr": lr,
+                "grad_norm": grad_norm,
+            }
         )
         if on_log and par.main:
             eta = (time.monotonic() - started) / steps_this_run * (loop.total - s["step"])
