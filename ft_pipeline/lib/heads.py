@@ -99,6 +99,7 @@ def rows_for(dataset: Any, head: Head) -> list[Row]:
     return list(zip(dataset["input_ids"], targets, strict=True))
 
 
+@torch.inference_mode()
 def mean_loss(
     head: Head,
     model: Any,
@@ -109,21 +110,6 @@ def mean_loss(
     batch_size: int = 32,
 ) -> float:
     """Target-weighted mean loss over rows (validation loss for either head)."""
-    total, count = loss_totals(head, model, rows, pad_id, device, dtype, batch_size)
-    return total / max(1, count)
-
-
-@torch.inference_mode()
-def loss_totals(
-    head: Head,
-    model: Any,
-    rows: Sequence[Row],
-    pad_id: int,
-    device: torch.device,
-    dtype: torch.dtype | None = None,
-    batch_size: int = 32,
-) -> tuple[float, int]:
-    """(sum of per-target losses, number of targets) over rows: summable across processes."""
     model.eval()
     total, count = 0.0, 0
     order = np.argsort([len(r[0]) for r in rows])
@@ -133,7 +119,7 @@ def loss_totals(
             loss, n = head.loss(model, batch.to(device))
         total += float(loss) * n
         count += n
-    return total, count
+    return total / max(1, count)
 
 
 @torch.inference_mode()
