@@ -103,6 +103,19 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny-llama"))
 
 
+def as_clean(rows, source: str):
+    """`rows` (text, label) as a cleaned partition's frame: the columns cleaning adds."""
+    return rows.assign(
+        source=source,
+        source_row=range(1, len(rows) + 1),
+        response=None,
+        messages=None,
+        confidence=None,
+        text_original=rows["text"],
+        dedup_key=rows["text"].str.casefold(),
+    )
+
+
 def write_csv(path: Path, rows: list[dict[str, str]]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_csv(path, index=False)

@@ -13,16 +13,15 @@ from ft_pipeline_tests.test_pipeline_model import (
     ModelProject,
     _checks,
     _project,
+    model_project,
 )
 
 
 @pytest.fixture
 def project(tmp_path, tiny_model_dir):
     _, recipe = _project(tmp_path, tiny_model_dir, automation={"min_new_rows": 50})
-    (tmp_path / "dagster").mkdir()
-    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
-        p = ModelProject(tmp_path, instance, recipe)
-        instance.add_dynamic_partitions("source_files", [KEY])
+    with model_project(tmp_path, recipe, prepare=False) as p:
+        p.instance.add_dynamic_partitions("source_files", [KEY])
         yield p
 
 

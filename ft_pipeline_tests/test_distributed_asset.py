@@ -17,7 +17,7 @@ def test_asset_trains_on_two_processes_and_streams_their_progress(
 ):
     import dagster as dg
 
-    from ft_pipeline_tests.test_pipeline_model import ModelProject, _meta
+    from ft_pipeline_tests.test_pipeline_model import _meta, model_project
 
     training = {
         "learning_rate": 0.01,
@@ -38,13 +38,10 @@ def test_asset_trains_on_two_processes_and_streams_their_progress(
         lora={"r": 4, "alpha": 8, "dropout": 0.05},
     )
     adapter = dg.AssetSelection.assets("fine_tuned_adapter")
-    (tmp_path / "dagster").mkdir()
-    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
-        project = ModelProject(tmp_path, instance, recipe)
-        project.prepare_data()
+    with model_project(tmp_path, recipe) as project:
         result = project.materialize(adapter)
         assert result.success
-        logged = [e.user_message for e in instance.all_logs(result.run_id)]
+        logged = [e.user_message for e in project.instance.all_logs(result.run_id)]
         again = project.materialize(adapter)
 
     meta = _meta(result, "fine_tuned_adapter")

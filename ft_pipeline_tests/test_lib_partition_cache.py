@@ -11,7 +11,7 @@ from transformers import AutoTokenizer
 from ft_pipeline.lib.partition_cache import PartitionCache
 from ft_pipeline.lib.tokenized import build_tokenized
 from ft_pipeline.recipe import parse_recipe
-from ft_pipeline_tests.conftest import LABELS, fixture_rows
+from ft_pipeline_tests.conftest import LABELS, as_clean, fixture_rows
 
 
 @pytest.fixture(scope="module")
@@ -35,15 +35,7 @@ def recipe(head: str = "lm", template: str = "Tweet: {text}\nSentiment:"):
 def partition(key: str, n_per_label: int, seed: int) -> pd.DataFrame:
     rows = pd.DataFrame(fixture_rows(n_per_label, seed=seed))
     rows["text"] = rows["text"] + f" ({key})"  # distinct texts per partition
-    return rows.assign(
-        source=key,
-        source_row=range(1, len(rows) + 1),
-        response=None,
-        messages=None,
-        confidence=None,
-        text_original=rows["text"],
-        dedup_key=rows["text"].str.casefold(),
-    )
+    return as_clean(rows, key)
 
 
 FRAMES = {"a": partition("a", 10, 1), "b": partition("b", 8, 2)}

@@ -11,7 +11,7 @@ from transformers import AutoTokenizer
 from ft_pipeline.lib.rendering import IGNORE_INDEX, encode_rows
 from ft_pipeline.lib.tokenized import build_tokenized, rows_without_answer_tokens
 from ft_pipeline.recipe import parse_recipe
-from ft_pipeline_tests.conftest import LABELS, fixture_rows
+from ft_pipeline_tests.conftest import LABELS, as_clean, fixture_rows
 
 
 @pytest.fixture(scope="module")
@@ -93,15 +93,7 @@ def test_answer_that_cannot_fit_is_dropped_with_a_reason(tokenizer):
 def test_build_tokenized_accounts_for_every_row_and_reports_truncation(tokenizer):
     rows = pd.DataFrame(fixture_rows(20))
     rows.loc[0, "text"] = " ".join(["the amazing friendly smooth flight"] * 40)
-    frame = rows.assign(
-        source="p",
-        source_row=range(1, len(rows) + 1),
-        response=None,
-        messages=None,
-        confidence=None,
-        text_original=rows["text"],
-        dedup_key=rows["text"].str.casefold(),
-    )
+    frame = as_clean(rows, "p")
     dup = frame.iloc[[3]].assign(source="q", source_row=1)
     recipe = _recipe("classification", max_length=48)
     result = build_tokenized({"p": frame, "q": dup}, recipe, tokenizer)

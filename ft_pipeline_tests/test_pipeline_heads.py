@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import dagster as dg
 import pytest
 from datasets import load_from_disk
 
 from ft_pipeline.lib.serving import predict_folder
 from ft_pipeline_tests.conftest import LABELS, fixture_rows, write_csv, write_recipe
-from ft_pipeline_tests.test_pipeline_model import MODEL, TRAINING, ModelProject, _checks, _meta
+from ft_pipeline_tests.test_pipeline_model import MODEL, TRAINING, _checks, _meta, model_project
 
 KINDS = {
     "decoder": (
@@ -40,10 +39,7 @@ def test_classifier_head_trains_evaluates_and_deploys(kind, tmp_path, request):
         lora={"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": "all-linear"},
         training=TRAINING,
     )
-    (tmp_path / "dagster").mkdir()
-    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
-        project = ModelProject(tmp_path, instance, recipe)
-        project.prepare_data()
+    with model_project(tmp_path, recipe) as project:
         result = project.materialize(MODEL)
         assert result.success, _checks(result)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -66,6 +68,18 @@ class ModelProject:
         assert self.materialize(TOKENIZED).success
 
 
+@contextmanager
+def model_project(root: Path, recipe: Path, prepare: bool = True) -> Iterator[ModelProject]:
+    """A ModelProject on a fresh Dagster instance under `root/dagster`; with `prepare`, its
+    corpus partition and tokenized dataset are materialized first."""
+    (root / "dagster").mkdir()
+    with dg.instance_for_test(temp_dir=str(root / "dagster")) as instance:
+        project = ModelProject(root, instance, recipe)
+        if prepare:
+            project.prepare_data()
+        yield project
+
+
 def _project(tmp_path, model_dir, **overrides) -> ModelProject:
     write_csv(tmp_path / "data" / "corpus.csv", fixture_rows(40))
     sections = {"training": TRAINING, "lora": LORA, **overrides}
@@ -76,10 +90,7 @@ def _project(tmp_path, model_dir, **overrides) -> ModelProject:
 def project(tmp_path: Path, tiny_model_dir: Path, request):
     overrides = getattr(request, "param", {})
     _, recipe = _project(tmp_path, tiny_model_dir, **overrides)
-    (tmp_path / "dagster").mkdir()
-    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
-        p = ModelProject(tmp_path, instance, recipe)
-        p.prepare_data()
+    with model_project(tmp_path, recipe) as p:
         yield p
 
 
@@ -208,10 +219,7 @@ def test_instruction_task_evaluates_with_generation_metrics(tmp_path, tiny_model
         lora=LORA,
         evaluation={"min_f1_gain": -1.0, "max_generation_rows": 8, "max_new_tokens": 8},
     )
-    (tmp_path / "dagster").mkdir()
-    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
-        p = ModelProject(tmp_path, instance, recipe)
-        p.prepare_data()
+    with model_project(tmp_path, recipe) as p:
         result = p.materialize(MODEL)
         assert result.success, _checks(result)
     report = _meta(result, "evaluation_report")

@@ -19,7 +19,6 @@ import sys
 import time
 from pathlib import Path
 
-import dagster as dg
 import mlflow
 import numpy as np
 import pandas as pd
@@ -29,7 +28,7 @@ from safetensors.torch import load_file, save_file
 from ft_pipeline.lib import registry
 from ft_pipeline.lib.deployment_job import KEY_TAG, fluent_tracking_uri
 from ft_pipeline.lib.serving import ARTIFACT_KEY, predict_folder, read_manifest
-from ft_pipeline_tests.test_pipeline_model import MODEL, ModelProject, _project
+from ft_pipeline_tests.test_pipeline_model import MODEL, ModelProject, _project, model_project
 
 NAME = "ft-fixture"
 TEXTS = ["the gate was awful and late", "love this smooth trip", "check the schedule"]
@@ -127,10 +126,7 @@ def deployed(tmp_path_factory, tiny_model_dir):
     """A project whose first adapter is deployed (version 1 is champion), and the helper."""
     root = tmp_path_factory.mktemp("deploy-crash")
     _, recipe = _project(root, tiny_model_dir)
-    (root / "dagster").mkdir()
-    with dg.instance_for_test(temp_dir=str(root / "dagster")) as instance:
-        project = ModelProject(root, instance, recipe)
-        project.prepare_data()
+    with model_project(root, recipe) as project:
         assert project.materialize(MODEL).success
         deployer = Deployer(project, root / "helper.log")
         try:

@@ -26,7 +26,13 @@ from ft_pipeline.lib import atomic, registry
 from ft_pipeline.lib.serving import predict_folder
 from ft_pipeline.lib.tokenized import load_tokenized
 from ft_pipeline_tests.conftest import cannot_fault, fixture_rows, write_csv, write_recipe
-from ft_pipeline_tests.test_pipeline_model import LORA, MODEL, TRAINING, ModelProject, _meta
+from ft_pipeline_tests.test_pipeline_model import (
+    LORA,
+    MODEL,
+    TRAINING,
+    _meta,
+    model_project,
+)
 
 SIZE = "64m"
 A, B = "file:data/a.csv", "file:data/b.csv"
@@ -113,9 +119,8 @@ def project(tmp_path: Path, tiny_model_dir: Path, disk: Disk):
     write_csv(tmp_path / "data" / "b.csv", fixture_rows(30, seed=2))
     sources = ["data/a.csv", "data/b.csv"]
     recipe = write_recipe(tmp_path, tiny_model_dir, sources, training=TRAINING, lora=LORA)
-    (tmp_path / "dagster").mkdir()
-    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
-        yield ModelProject(tmp_path, instance, recipe)
+    with model_project(tmp_path, recipe, prepare=False) as project:
+        yield project
 
 
 def failure(result) -> str:
@@ -143,6 +148,12 @@ def snapshot(*paths: Path) -> dict[str, str]:
     return {str(f): hashlib.sha256(f.read_bytes()).hexdigest() for f in files if f.is_file()}
 
 
+def ingest(project, key: str) -> None:
+    """Add the file partition `key` and materialize its raw and clean data."""
+    project.instance.add_dynamic_partitions("source_files", [key])
+    assert project.materialize(DATA, key).success
+
+
 def leftovers(home: Path) -> list[str]:
     return sorted(str(p) for p in home.rglob(".*") if ".tmp-" in p.name or ".old-" in p.name)
 
@@ -150,9 +161,8 @@ def leftovers(home: Path) -> list[str]:
 @pytest.mark.parametrize("kind", ["full", "read_only"])
 def test_clean_partition_write_fault_keeps_previous_partition(project, disk, kind):
     paths = project.state.paths()
-    project.instance.add_dynamic_partitions("source_files", [A, B])
     for key in (A, B):
-        assert project.materialize(DATA, key).success
+        ingest(project, key)
     data = paths.root / "data"
     before = snapshot(data / "clean", data / "quarantine")
     old_rows = pd.read_parquet(paths.clean(A))
@@ -176,14 +186,12 @@ def test_clean_partition_write_fault_keeps_previous_partition(project, disk, kin
 @pytest.mark.parametrize("kind", ["full", "read_only"])
 def test_tokenized_write_fault_keeps_previous_dataset(project, disk, kind):
     paths = project.state.paths()
-    project.instance.add_dynamic_partitions("source_files", [A])
-    assert project.materialize(DATA, A).success
+    ingest(project, A)
     assert project.materialize(TOKENIZED).success
     target = paths.tokenized("fixture")
     before = snapshot(target)
     _, manifest = load_tokenized(target)
-    project.instance.add_dynamic_partitions("source_files", [B])
-    assert project.materialize(DATA, B).success
+    ingest(project, B)
 
     disk.fault(kind, leave=16384)
     assert_clear_error(project.materialize(TOKENIZED), kind, target)
@@ -202,8 +210,7 @@ def test_tokenized_write_fault_keeps_previous_dataset(project, disk, kind):
 @pytest.mark.parametrize("kind", ["full", "read_only"])
 def test_deployment_write_fault_keeps_champion(project, disk, kind):
     paths = project.state.paths()
-    project.instance.add_dynamic_partitions("source_files", [A])
-    assert project.materialize(DATA, A).success
+    ingest(project, A)
     assert project.materialize(TOKENIZED).success
     assert project.materialize(MODEL).success
     champion = registry.champion(project.client, "ft-fixture")

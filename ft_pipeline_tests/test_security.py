@@ -97,21 +97,18 @@ def test_a_tracking_token_from_the_environment_is_never_logged(
 ):
     """Train, evaluate and deploy with MLflow credentials in the environment; the token
     appears in no Dagster event, no MLflow param, tag or metric name, and no state file."""
-    import dagster as dg
     from mlflow.tracking import MlflowClient
 
-    from ft_pipeline_tests.test_pipeline_model import MODEL, ModelProject, _project
+    from ft_pipeline_tests.test_pipeline_model import MODEL, _project, model_project
 
     token = "tok-5f3a9c1e7d2b-never-log-me"
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", token)
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", token)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     _, recipe = _project(tmp_path, tiny_model_dir)
-    (tmp_path / "dagster").mkdir()
-    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
-        project = ModelProject(tmp_path, instance, recipe)
-        project.prepare_data()
+    with model_project(tmp_path, recipe) as project:
         assert project.materialize(MODEL).success
+        instance = project.instance
         events = [str(e) for r in instance.get_runs() for e in instance.all_logs(r.run_id)]
     assert events and not [e for e in events if token in e]
     client = MlflowClient(project.mlflow.uri(project.state))
