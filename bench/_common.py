@@ -15,9 +15,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from ft_pipeline.lib.cleaning import clean_frame  # noqa: E402
-from ft_pipeline.lib.readers import read_source  # noqa: E402
-from ft_pipeline.lib.sources import BUNDLED_TWEETS, resolve  # noqa: E402
+from ft_pipeline.lib.data.cleaning import clean_frame  # noqa: E402
+from ft_pipeline.lib.data.readers import read_source  # noqa: E402
+from ft_pipeline.lib.data.sources import BUNDLED_TWEETS, resolve  # noqa: E402
 from ft_pipeline.recipe import Recipe  # noqa: E402
 
 MODELS_DIR = ROOT / ".ft_home" / "models"  # reuse the converted SmolLM2 when present

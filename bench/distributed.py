@@ -25,10 +25,10 @@ from _common import MODELS_DIR as MODELS
 from _common import ROOT, clean_tweets, emit_json, rows_args
 from datasets import DatasetDict
 
-from ft_pipeline.lib.adapter_job import train_indices, val_indices
-from ft_pipeline.lib.launch import train_in_workers
-from ft_pipeline.lib.models import load_tokenizer, resolve_base_model
-from ft_pipeline.lib.tokenized import build_tokenized
+from ft_pipeline.lib.data.tokenized import build_tokenized
+from ft_pipeline.lib.model.base_models import load_tokenizer, resolve_base_model
+from ft_pipeline.lib.training.job import train_indices, val_indices
+from ft_pipeline.lib.training.launch import train_in_workers
 from ft_pipeline.recipe import Recipe, load_recipe
 from ft_pipeline.recipe_sections import DistributedConfig
 

@@ -44,7 +44,7 @@ def quick_recipe(base: Path, tmp: Path) -> Path:
     """A 3,000-row sample of the bundled corpus and a tiny training, gate always passes."""
     import pandas as pd
 
-    from ft_pipeline.lib.sources import bundled_tweets_path
+    from ft_pipeline.lib.data.sources import bundled_tweets_path
 
     raw = pd.read_csv(bundled_tweets_path(), encoding="latin-1")
     sample = raw.rename(columns={"sentiment": "label"})[["text", "label", "confidence"]]

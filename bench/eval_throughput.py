@@ -3,10 +3,10 @@
 The zero-shot base model (bundled SmolLM2-135M-Instruct, `lm` head: the recipe's system
 prompt and template through the chat template, generation prompt included) classifies the
 same stratified test rows of the bundled tweet corpus two ways, in one run:
-- generate: greedy `model.generate` (ft_pipeline.lib.scoring.generate_answers, left-padded
+- generate: greedy `model.generate` (ft_pipeline.lib.model.scoring.generate_answers, left-padded
   batches, a few new tokens), then the first label word (or recipe alias) found in the
   text, case-insensitive; text without one counts as wrong and is reported as unparseable;
-- scoring: ft_pipeline.lib.scoring.score_labels, what the pipeline's evaluation uses (one
+- scoring: ft_pipeline.lib.model.scoring.score_labels, what the pipeline's evaluation uses (one
   forward pass, the LM head applied at the last prompt position only), by default with the
   shared-prefix KV cache (the prompts' common tokens, system prompt and chat header, run
   once per call and reused; each batch here is one call, so the prefix is run once a batch);
@@ -37,13 +37,13 @@ import numpy as np
 import torch
 from _common import MODELS_DIR, ROOT, clean_tweets, emit_json, peak_rss_gb, rows_args
 
-from ft_pipeline.lib import metrics as M
-from ft_pipeline.lib.evaluation import test_indices
-from ft_pipeline.lib.modeling import load_causal_lm, pick_device, pick_dtype
-from ft_pipeline.lib.models import load_tokenizer, resolve_base_model
-from ft_pipeline.lib.prefix_cache import common_prefix_length
-from ft_pipeline.lib.scoring import generate_answers, label_tokens, prompt_ids, score_labels
-from ft_pipeline.lib.tokenized import build_tokenized
+from ft_pipeline.lib.data.tokenized import build_tokenized
+from ft_pipeline.lib.evaluation import metrics as M
+from ft_pipeline.lib.evaluation.job import test_indices
+from ft_pipeline.lib.model.base_models import load_tokenizer, resolve_base_model
+from ft_pipeline.lib.model.modeling import load_causal_lm, pick_device, pick_dtype
+from ft_pipeline.lib.model.prefix_cache import common_prefix_length
+from ft_pipeline.lib.model.scoring import generate_answers, label_tokens, prompt_ids, score_labels
 from ft_pipeline.recipe import Recipe, load_recipe
 
 RECIPE = ROOT / "recipes" / "tweet_sentiment.yaml"

@@ -37,8 +37,8 @@ from _common import emit_json  # noqa: E402
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
-from ft_pipeline.lib.sources import BUNDLED_TWEETS, bundled_tweets_path  # noqa: E402
-from ft_pipeline.lib.state import StatePaths, prepare_dagster_home  # noqa: E402
+from ft_pipeline.lib.data.sources import BUNDLED_TWEETS, bundled_tweets_path  # noqa: E402
+from ft_pipeline.lib.state.paths import StatePaths, prepare_dagster_home  # noqa: E402
 
 NEW_KEY = "incoming:new.csv"
 
@@ -78,7 +78,7 @@ def write_recipe(tmp: Path, quick: bool) -> tuple[Path, str]:
 
 def splits_by_row(folder: Path) -> dict[tuple[str, int], str]:
     """(source partition, row number) -> split, of the saved tokenized dataset."""
-    from ft_pipeline.lib.tokenized import load_tokenized
+    from ft_pipeline.lib.data.tokenized import load_tokenized
 
     dataset, _ = load_tokenized(folder)
     return {

@@ -29,19 +29,19 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ft_pipeline.lib import metrics as M  # noqa: E402
-from ft_pipeline.lib.adapter_job import train_indices, val_indices  # noqa: E402
-from ft_pipeline.lib.baseline import predict_with_scores, train_tfidf_baseline  # noqa: E402
-from ft_pipeline.lib.cleaning import clean_frame  # noqa: E402
-from ft_pipeline.lib.evaluation import test_indices  # noqa: E402
-from ft_pipeline.lib.heads import head_for, rows_for  # noqa: E402
-from ft_pipeline.lib.model_scores import BASE, TUNED, evaluate_models  # noqa: E402
-from ft_pipeline.lib.modeling import pick_device, pick_dtype  # noqa: E402
-from ft_pipeline.lib.models import load_tokenizer, resolve_base_model  # noqa: E402
-from ft_pipeline.lib.readers import read_source  # noqa: E402
-from ft_pipeline.lib.sources import BUNDLED_TWEETS, resolve  # noqa: E402
-from ft_pipeline.lib.tokenized import build_tokenized  # noqa: E402
-from ft_pipeline.lib.training import train_adapter  # noqa: E402
+from ft_pipeline.lib.data.cleaning import clean_frame  # noqa: E402
+from ft_pipeline.lib.data.readers import read_source  # noqa: E402
+from ft_pipeline.lib.data.sources import BUNDLED_TWEETS, resolve  # noqa: E402
+from ft_pipeline.lib.data.tokenized import build_tokenized  # noqa: E402
+from ft_pipeline.lib.evaluation import metrics as M  # noqa: E402
+from ft_pipeline.lib.evaluation.baseline import predict_with_scores, train_tfidf_baseline  # noqa: E402
+from ft_pipeline.lib.evaluation.job import test_indices  # noqa: E402
+from ft_pipeline.lib.evaluation.model_scores import BASE, TUNED, evaluate_models  # noqa: E402
+from ft_pipeline.lib.model.base_models import load_tokenizer, resolve_base_model  # noqa: E402
+from ft_pipeline.lib.model.heads import head_for, rows_for  # noqa: E402
+from ft_pipeline.lib.model.modeling import pick_device, pick_dtype  # noqa: E402
+from ft_pipeline.lib.training.job import train_indices, val_indices  # noqa: E402
+from ft_pipeline.lib.training.training import train_adapter  # noqa: E402
 from ft_pipeline.recipe import Recipe, load_recipe  # noqa: E402
 
 LM_RECIPE = ROOT / "recipes" / "tweet_sentiment.yaml"

@@ -23,13 +23,13 @@ from _common import MODELS_DIR as MODELS
 from _common import RESULTS_DIR, ROOT, clean_tweets
 from quality_vs_cost import train_timed
 
-from ft_pipeline.lib import metrics as M
-from ft_pipeline.lib.baseline import predict_with_scores, train_tfidf_baseline
-from ft_pipeline.lib.evaluation import test_indices
-from ft_pipeline.lib.heads import classifier_probs, load_classifier
-from ft_pipeline.lib.modeling import pick_device, pick_dtype
-from ft_pipeline.lib.models import load_tokenizer, resolve_base_model
-from ft_pipeline.lib.tokenized import build_tokenized
+from ft_pipeline.lib.data.tokenized import build_tokenized
+from ft_pipeline.lib.evaluation import metrics as M
+from ft_pipeline.lib.evaluation.baseline import predict_with_scores, train_tfidf_baseline
+from ft_pipeline.lib.evaluation.job import test_indices
+from ft_pipeline.lib.model.base_models import load_tokenizer, resolve_base_model
+from ft_pipeline.lib.model.heads import classifier_probs, load_classifier
+from ft_pipeline.lib.model.modeling import pick_device, pick_dtype
 from ft_pipeline.recipe import Recipe, load_recipe
 
 RECIPE = ROOT / "recipes" / "tweet_sentiment.yaml"

@@ -6,7 +6,7 @@ schedule and number of examples (one epoch), two ways:
 
   stock:       `Trainer` + `get_peft_model`, float32, every row padded to the recipe's
                `max_length` (`padding="max_length"`), loss over the full sequence;
-  ft_pipeline: `ft_pipeline.lib.training.train_adapter` (answer-only logits, length-grouped
+  ft_pipeline: `ft_pipeline.lib.training.training.train_adapter` (answer-only logits, length-grouped
                dynamic padding, bf16 autocast where the CPU has it).
 
 Each runs in its own process, so peak RSS is its own. Reported: useful (non-padding) tokens
@@ -33,13 +33,13 @@ import torch
 from _common import MODELS_DIR as MODELS
 from _common import ROOT, clean_tweets, peak_rss_gb, rows_args
 
-from ft_pipeline.lib.adapter_job import train_indices, val_indices
-from ft_pipeline.lib.heads import head_for, mean_loss, rows_for
-from ft_pipeline.lib.lora import peft_config
-from ft_pipeline.lib.modeling import IGNORE_INDEX, pick_device, pick_dtype
-from ft_pipeline.lib.models import load_tokenizer, resolve_base_model
-from ft_pipeline.lib.tokenized import build_tokenized
-from ft_pipeline.lib.training import train_adapter
+from ft_pipeline.lib.data.tokenized import build_tokenized
+from ft_pipeline.lib.model.base_models import load_tokenizer, resolve_base_model
+from ft_pipeline.lib.model.heads import head_for, mean_loss, rows_for
+from ft_pipeline.lib.model.lora import peft_config
+from ft_pipeline.lib.model.modeling import IGNORE_INDEX, pick_device, pick_dtype
+from ft_pipeline.lib.training.job import train_indices, val_indices
+from ft_pipeline.lib.training.training import train_adapter
 from ft_pipeline.recipe import Recipe, load_recipe
 
 RECIPE = ROOT / "recipes" / "tweet_sentiment.yaml"

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from ft_pipeline.lib.state import HOME_ENV, RECIPE_ENV, StatePaths, prepare_dagster_home
+from ft_pipeline.lib.state.paths import HOME_ENV, RECIPE_ENV, StatePaths, prepare_dagster_home
 
 
 def _setup(args: argparse.Namespace) -> StatePaths:
@@ -20,7 +20,7 @@ def _setup(args: argparse.Namespace) -> StatePaths:
         os.environ[HOME_ENV] = str(Path(args.home).resolve())
     if args.recipe:
         os.environ[RECIPE_ENV] = str(Path(args.recipe).resolve())
-    from ft_pipeline.lib.state import default_home
+    from ft_pipeline.lib.state.paths import default_home
 
     paths = StatePaths(default_home()).ensure()
     os.environ["DAGSTER_HOME"] = str(prepare_dagster_home(paths))
@@ -57,8 +57,8 @@ def _failure_text(result) -> str:
 
 
 def _up_to_date(paths: StatePaths, source, recipe_hash: str) -> bool:
-    from ft_pipeline.lib import partition_store as store
-    from ft_pipeline.lib.state import file_sha256
+    from ft_pipeline.lib.data import partition_store as store
+    from ft_pipeline.lib.state.paths import file_sha256
 
     try:
         raw = store.read_raw_info(paths, source.key)
@@ -81,7 +81,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ft_pipeline.definitions import defs
     from ft_pipeline.defs.partitions import source_partitions
     from ft_pipeline.defs.resources import RecipeResource
-    from ft_pipeline.lib.sources import discover
+    from ft_pipeline.lib.data.sources import discover
 
     recipe_res = RecipeResource()
     recipe = recipe_res.load()
@@ -180,7 +180,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_rollback(args: argparse.Namespace) -> int:
     """Move the champion alias back to the version it replaced."""
     _setup(args)
-    from ft_pipeline.lib.registry import RegistryError, rollback
+    from ft_pipeline.lib.deployment.registry import RegistryError, rollback
 
     uri, name = _registry_target()
     try:
@@ -193,9 +193,9 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_mlflow_server(args: argparse.Namespace) -> int:
-    """Replace this process with `mlflow server` on PostgreSQL (ft_pipeline.lib.tracking_server)."""
+    """Replace this process with `mlflow server` on PostgreSQL (lib.state.tracking_server)."""
     paths = _setup(args)
-    from ft_pipeline.lib.tracking_server import server_command
+    from ft_pipeline.lib.state.tracking_server import server_command
 
     try:
         argv, env = server_command(
@@ -221,7 +221,7 @@ def _state():
 
 
 def _clean_counts(paths: StatePaths, key: str) -> str:
-    from ft_pipeline.lib import partition_store as store
+    from ft_pipeline.lib.data import partition_store as store
 
     s = store.read_clean_info(paths, key) or {}
     return (
@@ -236,7 +236,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from ft_pipeline.defs.partitions import source_partitions
-    from ft_pipeline.lib import partition_store as store
+    from ft_pipeline.lib.data import partition_store as store
 
     instance = dg.DagsterInstance.get()
     for key in instance.get_dynamic_partitions(source_partitions.name):

@@ -235,7 +235,7 @@ def lora_setup(tiny_model_dir: Path, max_steps: int):
     import pandas as pd
     from transformers import AutoTokenizer
 
-    from ft_pipeline.lib.rendering import encode_rows
+    from ft_pipeline.lib.data.rendering import encode_rows
     from ft_pipeline.recipe import parse_recipe
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)

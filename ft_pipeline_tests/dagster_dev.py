@@ -24,7 +24,7 @@ from typing import Any
 
 import dagster as dg
 
-from ft_pipeline.lib.state import PROJECT_ROOT
+from ft_pipeline.lib.state.paths import PROJECT_ROOT
 
 LOCATION_QUERY = """
 { workspaceOrError { __typename ... on Workspace { locationEntries {

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from ft_pipeline import cli
-from ft_pipeline.lib.state import DEFAULT_RECIPE, StatePaths
+from ft_pipeline.lib.state.paths import DEFAULT_RECIPE, StatePaths
 
 pytestmark = pytest.mark.slow
 KEY = "bundled:crowdflower-tweets"

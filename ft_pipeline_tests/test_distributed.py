@@ -18,10 +18,10 @@ from datasets import Dataset, DatasetDict
 from safetensors.torch import load_file
 from transformers import AutoTokenizer
 
-from ft_pipeline.lib.distributed import Parallel, UnsupportedStrategy, check_supported
-from ft_pipeline.lib.launch import WorkersFailed, stream, train_in_workers, worker_command
-from ft_pipeline.lib.rendering import encode_rows
-from ft_pipeline.lib.training import train_adapter
+from ft_pipeline.lib.data.rendering import encode_rows
+from ft_pipeline.lib.training.distributed import Parallel, UnsupportedStrategy, check_supported
+from ft_pipeline.lib.training.launch import WorkersFailed, stream, train_in_workers, worker_command
+from ft_pipeline.lib.training.training import train_adapter
 from ft_pipeline.recipe import RecipeError, parse_recipe
 from ft_pipeline_tests.conftest import LABELS, fixture_rows
 
@@ -203,7 +203,7 @@ def test_recipe_validates_the_strategy_and_processes(tiny_model_dir):
 
 
 def test_adapter_key_ignores_the_number_of_processes(tiny_model_dir):
-    from ft_pipeline.lib.keys import training_hash
+    from ft_pipeline.lib.training.keys import training_hash
 
     two = _recipe(tiny_model_dir, distributed={"strategy": "ddp", "processes": 2})
     assert training_hash(two) == training_hash(_recipe(tiny_model_dir))
@@ -227,7 +227,7 @@ def test_strategies_are_checked_before_any_process_starts():
 def test_worker_command_is_torchrun_of_this_interpreter(tmp_path):
     cmd = worker_command(2, tmp_path / "job.json")
     assert cmd[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    assert cmd[-3:] == ["-m", "ft_pipeline.lib.train_worker", str(tmp_path / "job.json")]
+    assert cmd[-3:] == ["-m", "ft_pipeline.lib.training.worker", str(tmp_path / "job.json")]
 
 
 def test_stream_passes_lines_as_they_come_and_fails_with_the_tail():

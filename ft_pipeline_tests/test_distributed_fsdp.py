@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ft_pipeline.lib.launch import WorkersFailed, train_in_workers
+from ft_pipeline.lib.training.launch import WorkersFailed, train_in_workers
 from ft_pipeline_tests.test_distributed import (  # noqa: F401 (`data`: a module fixture)
     REL_TOL,
     _job,

@@ -1,9 +1,9 @@
-"""Unit tests for ft_pipeline.lib.baseline: TF-IDF + logistic regression baseline."""
+"""Unit tests for ft_pipeline.lib.evaluation.baseline: TF-IDF + logistic regression baseline."""
 
 import numpy as np
 import pytest
 
-from ft_pipeline.lib.baseline import predict_with_scores, train_tfidf_baseline
+from ft_pipeline.lib.evaluation.baseline import predict_with_scores, train_tfidf_baseline
 
 TEXTS = [
     "awful broken delayed flight",

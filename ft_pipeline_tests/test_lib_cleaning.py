@@ -1,10 +1,10 @@
-"""Unit tests for ft_pipeline.lib.cleaning.clean_frame on small hand-made raw frames."""
+"""Unit tests for ft_pipeline.lib.data.cleaning.clean_frame on small hand-made raw frames."""
 
 import pandas as pd
 import pytest
 
-from ft_pipeline.lib.cleaning import CLEAN_COLUMNS, QUARANTINE_COLUMNS, clean_frame
-from ft_pipeline.lib.readers import ROW_COLUMN
+from ft_pipeline.lib.data.cleaning import CLEAN_COLUMNS, QUARANTINE_COLUMNS, clean_frame
+from ft_pipeline.lib.data.readers import ROW_COLUMN
 from ft_pipeline.recipe import ColumnMapping, parse_recipe
 
 SOURCE = "incoming:test.csv"

@@ -1,7 +1,7 @@
 """Exact and near duplicates in clean_frame: which row is kept and what the quarantine says."""
 
-from ft_pipeline.lib.cleaning import clean_frame
-from ft_pipeline.lib.readers import ROW_COLUMN
+from ft_pipeline.lib.data.cleaning import clean_frame
+from ft_pipeline.lib.data.readers import ROW_COLUMN
 from ft_pipeline_tests.test_lib_cleaning import (
     LONG,
     RECIPE,

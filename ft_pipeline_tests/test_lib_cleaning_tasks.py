@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from ft_pipeline.lib.readers import ROW_COLUMN
+from ft_pipeline.lib.data.readers import ROW_COLUMN
 from ft_pipeline.recipe import parse_recipe
 from ft_pipeline_tests.test_lib_cleaning import check_accounting, clean
 

@@ -1,11 +1,11 @@
-"""Unit tests for ft_pipeline.lib.dedup: exact and MinHash-LSH near-duplicate detection."""
+"""Unit tests for ft_pipeline.lib.data.dedup: exact and MinHash-LSH near-duplicate detection."""
 
 import random
 
 import pytest
 
-from ft_pipeline.lib.dedup import Duplicate, find_duplicates, jaccard, shingles
-from ft_pipeline.lib.text import dedup_key
+from ft_pipeline.lib.data.dedup import Duplicate, find_duplicates, jaccard, shingles
+from ft_pipeline.lib.data.text import dedup_key
 
 LONG = (
     "the train was late again this morning and i missed the first half of the meeting, "

@@ -1,11 +1,11 @@
-"""Unit tests for ft_pipeline.lib.plots and ft_pipeline.lib.eval_report."""
+"""Unit tests for ft_pipeline.lib.evaluation.plots and ft_pipeline.lib.evaluation.report."""
 
 import matplotlib.pyplot as plt
 import pytest
 
-from ft_pipeline.lib.eval_report import render_report
-from ft_pipeline.lib.metrics import classification_metrics, slice_metrics
-from ft_pipeline.lib.plots import plot_confusion_matrices, plot_loss_curves
+from ft_pipeline.lib.evaluation.metrics import classification_metrics, slice_metrics
+from ft_pipeline.lib.evaluation.plots import plot_confusion_matrices, plot_loss_curves
+from ft_pipeline.lib.evaluation.report import render_report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 LABELS = ["negative", "neutral", "positive"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ft_pipeline.lib.evaluation import gate
+from ft_pipeline.lib.evaluation.job import gate
 from ft_pipeline.recipe import parse_recipe
 
 

@@ -1,4 +1,4 @@
-"""The landing-folder scan behind the sensor (ft_pipeline.lib.landing), without Dagster."""
+"""The landing-folder scan behind the sensor (ft_pipeline.lib.data.landing), without Dagster."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ft_pipeline.lib import landing
-from ft_pipeline.lib.state import file_sha256
+from ft_pipeline.lib.data import landing
+from ft_pipeline.lib.state.paths import file_sha256
 from ft_pipeline_tests.conftest import fixture_rows, write_csv
 
 

@@ -1,10 +1,10 @@
-"""Unit tests for ft_pipeline.lib.metrics: hand-checked scores, bootstrap, text overlap."""
+"""Unit tests for lib.evaluation.metrics: hand-checked scores, bootstrap, text overlap."""
 
 import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from ft_pipeline.lib.metrics import (
+from ft_pipeline.lib.evaluation.metrics import (
     bootstrap_f1_gain,
     bootstrap_f1_interval,
     classification_metrics,

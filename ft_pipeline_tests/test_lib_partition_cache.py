@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from transformers import AutoTokenizer
 
-from ft_pipeline.lib.partition_cache import PartitionCache
-from ft_pipeline.lib.tokenized import build_tokenized
+from ft_pipeline.lib.data.partition_cache import PartitionCache
+from ft_pipeline.lib.data.tokenized import build_tokenized
 from ft_pipeline.recipe import parse_recipe
 from ft_pipeline_tests.conftest import LABELS, as_clean, fixture_rows
 
@@ -115,7 +115,7 @@ def test_a_damaged_entry_is_recomputed_with_a_warning(tmp_path, tokenizer, caplo
         other = next((tmp_path / "signatures").glob("b-*.npy"))
         sig.write_bytes(other.read_bytes())
     cache = PartitionCache(tmp_path, r.tokenization_hash())
-    with caplog.at_level(logging.WARNING, logger="ft_pipeline.lib.partition_cache"):
+    with caplog.at_level(logging.WARNING, logger="ft_pipeline.lib.data.partition_cache"):
         result = build_tokenized(FRAMES, r, tokenizer, VERSIONS, cache)
     assert cache.misses >= 1
     assert_same(reference, result)
@@ -141,7 +141,7 @@ def test_an_unwritable_cache_only_costs_speed(tmp_path, tokenizer, caplog):
     blocked = tmp_path / "cache"
     blocked.write_text("a file where the cache folder should be")
     cache = PartitionCache(blocked, r.tokenization_hash())
-    with caplog.at_level(logging.WARNING, logger="ft_pipeline.lib.partition_cache"):
+    with caplog.at_level(logging.WARNING, logger="ft_pipeline.lib.data.partition_cache"):
         result = build_tokenized(FRAMES, r, tokenizer, VERSIONS, cache)
     assert_same(build_tokenized(FRAMES, r, tokenizer), result)
     assert "could not write cache entry" in caplog.text

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from ft_pipeline.lib import prefix_cache as pc
-from ft_pipeline.lib.scoring import LabelTokens, label_tokens, score_labels
+from ft_pipeline.lib.model import prefix_cache as pc
+from ft_pipeline.lib.model.scoring import LabelTokens, label_tokens, score_labels
 from ft_pipeline_tests.conftest import LABELS
 
 CPU = torch.device("cpu")

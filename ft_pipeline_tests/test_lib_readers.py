@@ -1,4 +1,4 @@
-"""Unit tests for ft_pipeline.lib.readers on files in tmp_path."""
+"""Unit tests for ft_pipeline.lib.data.readers on files in tmp_path."""
 
 import json
 
@@ -7,14 +7,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ft_pipeline.lib.readers import (
+from ft_pipeline.lib.data.readers import (
     ROW_COLUMN,
     ReadError,
     read_source,
     required_columns,
     schema_problems,
 )
-from ft_pipeline.lib.sources import Source, detect_format
+from ft_pipeline.lib.data.sources import Source, detect_format
 from ft_pipeline.recipe import ColumnMapping
 
 MAPPING = ColumnMapping()

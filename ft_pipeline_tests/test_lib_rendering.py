@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from transformers import AutoTokenizer
 
-from ft_pipeline.lib.rendering import IGNORE_INDEX, encode_rows
-from ft_pipeline.lib.tokenized import build_tokenized, rows_without_answer_tokens
+from ft_pipeline.lib.data.rendering import IGNORE_INDEX, encode_rows
+from ft_pipeline.lib.data.tokenized import build_tokenized, rows_without_answer_tokens
 from ft_pipeline.recipe import parse_recipe
 from ft_pipeline_tests.conftest import LABELS, as_clean, fixture_rows
 

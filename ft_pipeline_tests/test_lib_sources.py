@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ft_pipeline.lib.readers import read_source
-from ft_pipeline.lib.sources import SourceError, detect_format, discover, is_ignored, resolve
+from ft_pipeline.lib.data.readers import read_source
+from ft_pipeline.lib.data.sources import SourceError, detect_format, discover, is_ignored, resolve
 from ft_pipeline.recipe import parse_recipe
 
 

@@ -1,13 +1,13 @@
-"""Unit tests for ft_pipeline.lib.splits: cross-partition dedup, seeded stratified splits."""
+"""Unit tests for ft_pipeline.lib.data.splits: cross-partition dedup, seeded stratified splits."""
 
 import math
 
 import pandas as pd
 import pytest
 
-from ft_pipeline.lib.readers import ROW_COLUMN
-from ft_pipeline.lib.splits import SPLITS, assign_splits, join_partitions, leaking_keys
-from ft_pipeline.lib.text import dedup_key
+from ft_pipeline.lib.data.readers import ROW_COLUMN
+from ft_pipeline.lib.data.splits import SPLITS, assign_splits, join_partitions, leaking_keys
+from ft_pipeline.lib.data.text import dedup_key
 
 LONG = (
     "the train was late again this morning and i missed the first half of the meeting, "

@@ -1,10 +1,10 @@
-"""Unit tests for ft_pipeline.lib.text: Unicode repair, mojibake stripping, URLs, mentions."""
+"""Unit tests for ft_pipeline.lib.data.text: Unicode repair, mojibake stripping, URLs, mentions."""
 
 import unicodedata
 
 import pytest
 
-from ft_pipeline.lib.text import (
+from ft_pipeline.lib.data.text import (
     MOJIBAKE_RUN_RE,
     TextResult,
     dedup_key,

@@ -12,10 +12,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ft_pipeline.lib import checkpoints
-from ft_pipeline.lib.batching import epoch_batches
-from ft_pipeline.lib.tracking import Tracker, flatten
-from ft_pipeline.lib.training import InjectedFault, total_steps, train_adapter
+from ft_pipeline.lib.model.batching import epoch_batches
+from ft_pipeline.lib.state.tracking import Tracker, flatten
+from ft_pipeline.lib.training import checkpoints
+from ft_pipeline.lib.training.training import InjectedFault, total_steps, train_adapter
 from ft_pipeline_tests.conftest import lora_setup
 
 CPU = torch.device("cpu")
@@ -195,8 +195,8 @@ def test_reaper_sees_through_zombies_and_reused_pids(tracker):
 def test_classifier_head_gets_its_own_learning_rate(setup, tiny_model_dir, head_lr):
     from peft import get_peft_model
 
-    from ft_pipeline.lib.heads import head_for
-    from ft_pipeline.lib.lora import param_groups, peft_config
+    from ft_pipeline.lib.model.heads import head_for
+    from ft_pipeline.lib.model.lora import param_groups, peft_config
 
     recipe = setup[2]
     recipe = recipe.model_copy(

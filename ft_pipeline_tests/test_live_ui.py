@@ -14,7 +14,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from ft_pipeline.lib.state import PROJECT_ROOT
+from ft_pipeline.lib.state.paths import PROJECT_ROOT
 from ft_pipeline_tests.conftest import fixture_rows, write_csv, write_recipe
 from ft_pipeline_tests.dagster_dev import DagsterDev, dagster_dev, open_instance
 

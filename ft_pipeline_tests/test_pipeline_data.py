@@ -13,7 +13,7 @@ from datasets import load_from_disk
 from ft_pipeline.definitions import defs
 from ft_pipeline.defs.partitions import source_partitions
 from ft_pipeline.defs.resources import RecipeResource, StateResource
-from ft_pipeline.lib.rendering import IGNORE_INDEX
+from ft_pipeline.lib.data.rendering import IGNORE_INDEX
 from ft_pipeline_tests.conftest import fixture_rows, write_csv, write_recipe
 
 DATA = dg.AssetSelection.assets("raw_data", "cleaned_data")

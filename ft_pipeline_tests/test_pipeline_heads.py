@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from datasets import load_from_disk
 
-from ft_pipeline.lib.serving import predict_folder
+from ft_pipeline.lib.deployment.serving import predict_folder
 from ft_pipeline_tests.conftest import LABELS, fixture_rows, write_csv, write_recipe
 from ft_pipeline_tests.test_pipeline_model import MODEL, TRAINING, _checks, _meta, model_project
 

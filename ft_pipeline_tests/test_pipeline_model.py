@@ -19,7 +19,7 @@ from ft_pipeline.defs.resources import (
     StateResource,
     TrainerResource,
 )
-from ft_pipeline.lib import registry
+from ft_pipeline.lib.deployment import registry
 from ft_pipeline_tests.conftest import fixture_rows, write_csv, write_recipe
 
 KEY = "file:data/corpus.csv"
@@ -231,7 +231,7 @@ def test_instruction_task_evaluates_with_generation_metrics(tmp_path, tiny_model
         assert set(saved["models"][name]) >= {"exact_match", "token_f1", "val_loss", "perplexity"}
     assert saved["models"]["fine-tuned"]["val_loss"] < saved["models"]["base"]["val_loss"]
     folder = _meta(result, "deployed_model")["model_folder"]
-    from ft_pipeline.lib.serving import predict_folder
+    from ft_pipeline.lib.deployment.serving import predict_folder
 
     out = predict_folder(folder, ["say golf hotel"])
     assert list(out.columns) == ["response"] and isinstance(out["response"][0], str)

@@ -18,8 +18,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ft_pipeline.lib import checkpoints
-from ft_pipeline.lib.training import InjectedFault, train_adapter
+from ft_pipeline.lib.training import checkpoints
+from ft_pipeline.lib.training.training import InjectedFault, train_adapter
 from ft_pipeline_tests.conftest import lora_setup
 
 CPU = torch.device("cpu")

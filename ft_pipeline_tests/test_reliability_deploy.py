@@ -2,7 +2,7 @@
 new one, whole, never a mix; the next deployment cleans up and finishes.
 
 Each drill deploys a new adapter over a deployed champion in a child process that SIGKILLs
-itself at a named point of the real code (`FT_PIPELINE_CRASH_AT`, `ft_pipeline.lib.atomic`)
+itself at a named point of the real code (`FT_PIPELINE_CRASH_AT`, `ft_pipeline.lib.state.atomic`)
 or halfway through MLflow's artifact upload. The children are forked from one helper that
 has already imported the pipeline, so a drill costs a deployment, not the imports.
 """
@@ -25,9 +25,9 @@ import pandas as pd
 import pytest
 from safetensors.torch import load_file, save_file
 
-from ft_pipeline.lib import registry
-from ft_pipeline.lib.deployment_job import KEY_TAG, fluent_tracking_uri
-from ft_pipeline.lib.serving import ARTIFACT_KEY, predict_folder, read_manifest
+from ft_pipeline.lib.deployment import registry
+from ft_pipeline.lib.deployment.job import KEY_TAG, fluent_tracking_uri
+from ft_pipeline.lib.deployment.serving import ARTIFACT_KEY, predict_folder, read_manifest
 from ft_pipeline_tests.test_pipeline_model import MODEL, ModelProject, _project, model_project
 
 NAME = "ft-fixture"
@@ -36,11 +36,11 @@ JOB_TIMEOUT_S = 300
 HELPER = r"""
 import json, os, shutil, signal, sys, traceback
 from pathlib import Path
-from ft_pipeline.lib.adapter_job import read_info
-from ft_pipeline.lib.deployment_job import deploy
-from ft_pipeline.lib.evaluation import read_result
-from ft_pipeline.lib.state import StatePaths
-from ft_pipeline.lib.tracking import Tracker
+from ft_pipeline.lib.training.job import read_info
+from ft_pipeline.lib.deployment.job import deploy
+from ft_pipeline.lib.evaluation.job import read_result
+from ft_pipeline.lib.state.paths import StatePaths
+from ft_pipeline.lib.state.tracking import Tracker
 from ft_pipeline.recipe import load_recipe
 
 def run(home, recipe, key, crash, out):

@@ -22,9 +22,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from ft_pipeline.lib import atomic, registry
-from ft_pipeline.lib.serving import predict_folder
-from ft_pipeline.lib.tokenized import load_tokenized
+from ft_pipeline.lib.data.tokenized import load_tokenized
+from ft_pipeline.lib.deployment import registry
+from ft_pipeline.lib.deployment.serving import predict_folder
+from ft_pipeline.lib.state import atomic
 from ft_pipeline_tests.conftest import cannot_fault, fixture_rows, write_csv, write_recipe
 from ft_pipeline_tests.test_pipeline_model import (
     LORA,

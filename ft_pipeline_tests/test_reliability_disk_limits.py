@@ -23,9 +23,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ft_pipeline.lib import partition_store as store
-from ft_pipeline.lib.state import StatePaths
-from ft_pipeline.lib.tokenized import load_tokenized
+from ft_pipeline.lib.data import partition_store as store
+from ft_pipeline.lib.data.tokenized import load_tokenized
+from ft_pipeline.lib.state.paths import StatePaths
 from ft_pipeline_tests.conftest import cannot_fault, write_recipe
 from ft_pipeline_tests.test_reliability_disk import leftovers, snapshot
 
@@ -69,7 +69,7 @@ def write_clean(home: Path, model: Path, recipe: Path, version: int) -> None:
 def write_tokenized(home: Path, model: Path, recipe: Path, version: int) -> None:
     from datasets import Dataset, DatasetDict
 
-    from ft_pipeline.lib.tokenized import TokenizedResult, save_tokenized
+    from ft_pipeline.lib.data.tokenized import TokenizedResult, save_tokenized
 
     frame = _frame(version)
     splits = DatasetDict({s: Dataset.from_pandas(frame) for s in ("train", "validation", "test")})
@@ -84,7 +84,7 @@ def deployment_folder(home: Path) -> Path:
 def write_deployment(home: Path, model: Path, recipe: Path, version: int) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ft_pipeline.lib.deploy import write_model_folder
+    from ft_pipeline.lib.deployment.merge import write_model_folder
     from ft_pipeline.recipe import load_recipe
 
     merged = AutoModelForCausalLM.from_pretrained(model)
@@ -139,7 +139,7 @@ def assert_failed_cleanly(home: Path, errors: dict[str, str], words: list[str], 
 
 def assert_version(home: Path, version: int) -> None:
     """Every artefact is whole and of this version."""
-    from ft_pipeline.lib.serving import predict_folder, read_manifest
+    from ft_pipeline.lib.deployment.serving import predict_folder, read_manifest
 
     paths = StatePaths(home)
     pd.testing.assert_frame_equal(pd.read_parquet(paths.clean(KEY)), _frame(version))

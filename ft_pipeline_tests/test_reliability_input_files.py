@@ -15,7 +15,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from ft_pipeline.lib import readers
+from ft_pipeline.lib.data import readers
 from ft_pipeline.recipe import DataConfig
 from ft_pipeline_tests.conftest import fixture_rows
 from ft_pipeline_tests.reliability_input import Site, csv_text, jsonl_text

@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from ft_pipeline.lib.sources import discover
+from ft_pipeline.lib.data.sources import discover
 from ft_pipeline_tests.conftest import fixture_rows, write_csv
 from ft_pipeline_tests.reliability_input import GOOD, Site
 

@@ -24,8 +24,8 @@ from mlflow import MlflowClient
 from safetensors.torch import load_file
 
 from ft_pipeline.defs.stale_runs import PID_TAG, owner_tags, recover_stale_runs
-from ft_pipeline.lib import checkpoints
-from ft_pipeline.lib.state import StatePaths
+from ft_pipeline.lib.state.paths import StatePaths
+from ft_pipeline.lib.training import checkpoints
 from ft_pipeline_tests.conftest import fixture_rows, write_csv, write_recipe
 
 STEPS = 12  # max_steps of the Dagster recipe; a checkpoint every 2 steps
@@ -35,7 +35,7 @@ KILL_AFTER_CHECKPOINTS = 2
 # the process stops in a sleep, where the test SIGKILLs it (so the kill lands at a known step).
 STOP_AFTER_SECOND_CHECKPOINT = f"""
 import sys, time
-from ft_pipeline.lib import checkpoints
+from ft_pipeline.lib.training import checkpoints
 from ft_pipeline.cli import main
 _save, saved = checkpoints.save, []
 def save(*args, **kwargs):

@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from ft_pipeline.lib.state import PROJECT_ROOT, StatePaths, prepare_dagster_home
-from ft_pipeline.lib.tracking_server import backend_store_uri, server_command
+from ft_pipeline.lib.state.paths import PROJECT_ROOT, StatePaths, prepare_dagster_home
+from ft_pipeline.lib.state.tracking_server import backend_store_uri, server_command
 from ft_pipeline_tests.test_scale_executors import PG_ENV, validate_instance_file
 
 PROFILE = PROJECT_ROOT / "dagster.postgres.yaml"

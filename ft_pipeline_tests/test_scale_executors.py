@@ -29,7 +29,7 @@ from ft_pipeline.defs.executors import (
     load_executor,
     read_executor_file,
 )
-from ft_pipeline.lib.state import PROJECT_ROOT
+from ft_pipeline.lib.state.paths import PROJECT_ROOT
 
 DEPLOY = PROJECT_ROOT / "deploy"
 K8S_EXECUTOR = DEPLOY / "k8s" / "executor.yaml"

@@ -15,7 +15,7 @@ import dagster as dg
 import pytest
 from mlflow.tracking._tracking_service import utils as tracking_utils
 
-from ft_pipeline.lib.state import PROJECT_ROOT, StatePaths, prepare_dagster_home
+from ft_pipeline.lib.state.paths import PROJECT_ROOT, StatePaths, prepare_dagster_home
 from ft_pipeline_tests.dagster_dev import free_port
 from ft_pipeline_tests.postgres_server import (
     MISSING,

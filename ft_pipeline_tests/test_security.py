@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ft_pipeline.defs.resources import MlflowResource, StateResource, checked_tracking_uri
-from ft_pipeline.lib.state import PROJECT_ROOT
+from ft_pipeline.lib.state.paths import PROJECT_ROOT
 from ft_pipeline.recipe import RecipeError, load_recipe
 
 SOURCES = sorted((PROJECT_ROOT / "ft_pipeline").rglob("*.py"))

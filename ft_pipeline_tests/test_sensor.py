@@ -12,7 +12,7 @@ import pytest
 from ft_pipeline.defs.automation import SHA_TAG, ingest_job, landing_sensor
 from ft_pipeline.defs.partitions import source_partitions
 from ft_pipeline.defs.resources import RecipeResource, StateResource
-from ft_pipeline.lib.state import file_sha256
+from ft_pipeline.lib.state.paths import file_sha256
 from ft_pipeline_tests.conftest import fixture_rows, write_csv, write_recipe
 
 

@@ -19,9 +19,9 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from ft_pipeline.lib import registry
-from ft_pipeline.lib.registration import log_and_register
-from ft_pipeline.lib.serving import (
+from ft_pipeline.lib.deployment import registry
+from ft_pipeline.lib.deployment.registration import log_and_register
+from ft_pipeline.lib.deployment.serving import (
     MANIFEST,
     LabelModel,
     predict_folder,

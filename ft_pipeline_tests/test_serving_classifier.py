@@ -11,13 +11,13 @@ import pandas as pd
 import pytest
 import torch
 
-from ft_pipeline.lib import modeling
-from ft_pipeline.lib.serving import (
+from ft_pipeline.lib.deployment.serving import (
     MANIFEST,
     LabelModel,
     predict_folder,
     read_manifest,
 )
+from ft_pipeline.lib.model import modeling
 from ft_pipeline.recipe import parse_recipe
 from ft_pipeline_tests.conftest import LABELS
 from ft_pipeline_tests.test_serving import LONG_TEXT, SCORE_COLUMNS, TEXTS, _register

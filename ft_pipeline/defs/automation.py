@@ -22,8 +22,8 @@ import dagster as dg
 from ft_pipeline.defs.partitions import source_partitions
 from ft_pipeline.defs.resources import RecipeResource, StateResource
 from ft_pipeline.defs.stale_runs import recover_stale_runs
-from ft_pipeline.lib import landing
-from ft_pipeline.lib.sources import configured_keys
+from ft_pipeline.lib.data import landing
+from ft_pipeline.lib.data.sources import configured_keys
 
 SHA_TAG = "ft_pipeline/file_sha256"
 
@@ -47,7 +47,7 @@ def _landing_tick(
 ) -> dg.SensorResult:
     """Start an ingest run for each new or changed file in the landing folder.
 
-    Changes are detected by content hash (see `ft_pipeline.lib.landing`); new partition keys
+    Changes are detected by content hash (see `ft_pipeline.lib.data.landing`); new partition keys
     are added to `source_files` in the same tick. A tick with nothing to do still stores the
     cursor, so deleted or touched files are not looked at again. The recipe's own sources
     (`data.sources`) are registered as partitions too, without a run, so they can be

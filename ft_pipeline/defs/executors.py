@@ -25,7 +25,7 @@ import dagster as dg
 import yaml
 from dagster._config import validate_config
 
-from ft_pipeline.lib.state import project_file
+from ft_pipeline.lib.state.paths import project_file
 
 EXECUTOR_ENV = "FT_EXECUTOR_CONFIG"
 

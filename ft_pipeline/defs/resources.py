@@ -8,12 +8,12 @@ from urllib.parse import urlsplit
 
 import dagster as dg
 
-from ft_pipeline.lib.sources import incoming_dir
-from ft_pipeline.lib.state import StatePaths, default_home, default_recipe_path
+from ft_pipeline.lib.data.sources import incoming_dir
+from ft_pipeline.lib.state.paths import StatePaths, default_home, default_recipe_path
 from ft_pipeline.recipe import Recipe, load_recipe
 
 if TYPE_CHECKING:
-    from ft_pipeline.lib.tracking import Tracker
+    from ft_pipeline.lib.state.tracking import Tracker
 
 
 class StateResource(dg.ConfigurableResource):
@@ -64,7 +64,7 @@ class MlflowResource(dg.ConfigurableResource):
         return checked_tracking_uri(uri) if uri else state.paths().mlflow_uri
 
     def tracker(self, state: StateResource, recipe: Recipe) -> "Tracker":
-        from ft_pipeline.lib.tracking import Tracker  # mlflow loads only when a run tracks
+        from ft_pipeline.lib.state.tracking import Tracker  # mlflow loads only when a run tracks
 
         paths = state.paths()
         root = Path(self.artifact_root) if self.artifact_root else paths.mlflow_artifacts

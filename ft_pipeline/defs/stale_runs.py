@@ -29,7 +29,7 @@ def owner_tags() -> dict[str, str]:
 
 def recover_stale_runs(instance: dg.DagsterInstance) -> list[str]:
     """Report runs of dead processes on this host as failed and free their slots."""
-    from ft_pipeline.lib.tracking import process_alive  # imports mlflow: only when needed
+    from ft_pipeline.lib.state.tracking import process_alive  # imports mlflow: only when needed
 
     host = socket.gethostname()
     records = instance.get_run_records(

@@ -5,12 +5,12 @@ import pandas as pd
 
 from ft_pipeline.defs.partitions import source_partitions
 from ft_pipeline.defs.resources import RecipeResource, StateResource
-from ft_pipeline.lib import partition_store as store
-from ft_pipeline.lib.cleaning import clean_frame
-from ft_pipeline.lib.readers import ROW_COLUMN, ReadError, read_source, unmapped_columns
-from ft_pipeline.lib.report import markdown_table
-from ft_pipeline.lib.sources import SourceError, resolve
-from ft_pipeline.lib.state import file_sha256
+from ft_pipeline.lib.data import partition_store as store
+from ft_pipeline.lib.data.cleaning import clean_frame
+from ft_pipeline.lib.data.readers import ROW_COLUMN, ReadError, read_source, unmapped_columns
+from ft_pipeline.lib.data.sources import SourceError, resolve
+from ft_pipeline.lib.evaluation.report import markdown_table
+from ft_pipeline.lib.state.paths import file_sha256
 from ft_pipeline.recipe import ColumnMapping, RecipeError
 
 PREVIEW_ROWS = 20

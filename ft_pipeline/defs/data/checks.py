@@ -11,9 +11,9 @@ import pyarrow.parquet as pq
 from ft_pipeline.defs.data.assets import cleaned_data, raw_data
 from ft_pipeline.defs.partitions import source_partitions
 from ft_pipeline.defs.resources import RecipeResource, StateResource
-from ft_pipeline.lib import partition_store as store
-from ft_pipeline.lib.gates import CLEAN_GATES
-from ft_pipeline.lib.readers import csv_delimiter, schema_problems
+from ft_pipeline.lib.data import partition_store as store
+from ft_pipeline.lib.data.gates import CLEAN_GATES
+from ft_pipeline.lib.data.readers import csv_delimiter, schema_problems
 from ft_pipeline.recipe import ColumnMapping
 
 with warnings.catch_warnings():

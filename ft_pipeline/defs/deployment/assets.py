@@ -33,9 +33,9 @@ def deployed_model(
     The alias moves last: a deployment killed midway leaves the previous champion served,
     and the next one cleans up after it and finishes.
     """
-    from ft_pipeline.lib.adapter_job import read_info
-    from ft_pipeline.lib.deployment_job import deploy
-    from ft_pipeline.lib.evaluation import read_result
+    from ft_pipeline.lib.deployment.job import deploy
+    from ft_pipeline.lib.evaluation.job import read_result
+    from ft_pipeline.lib.training.job import read_info
 
     r = recipe.load()
     paths = state.paths()

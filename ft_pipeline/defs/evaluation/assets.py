@@ -41,10 +41,16 @@ def evaluation_report(
 ) -> dg.MaterializeResult:
     """Base model (zero-shot, same prompt), fine-tuned model and a TF-IDF baseline on the
     same test rows: metrics, confusion matrices, slices, bootstrap CI, and the gate."""
-    from ft_pipeline.lib.adapter_job import read_info
-    from ft_pipeline.lib.evaluation import evaluate, gate, log_evaluation, read_result, write_report
-    from ft_pipeline.lib.registry import champion_metrics
-    from ft_pipeline.lib.tokenized import load_tokenized
+    from ft_pipeline.lib.data.tokenized import load_tokenized
+    from ft_pipeline.lib.deployment.registry import champion_metrics
+    from ft_pipeline.lib.evaluation.job import (
+        evaluate,
+        gate,
+        log_evaluation,
+        read_result,
+        write_report,
+    )
+    from ft_pipeline.lib.training.job import read_info
 
     r = recipe.load()
     paths = state.paths()
@@ -101,7 +107,7 @@ def evaluation_report_promotion_gate(
 ) -> dg.AssetCheckResult:
     """The fine-tuned model beats the base by the recipe's margin and is not worse than the
     current champion beyond its confidence interval."""
-    from ft_pipeline.lib.evaluation import read_result
+    from ft_pipeline.lib.evaluation.job import read_result
 
     r = recipe.load()
     key = latest_adapter_key(context.instance)

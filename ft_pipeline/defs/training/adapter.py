@@ -15,7 +15,7 @@ from ft_pipeline.defs.resources import (
 )
 from ft_pipeline.defs.stale_runs import owner_tags
 from ft_pipeline.defs.training.assets import tokenized_dataset
-from ft_pipeline.lib.keys import code_version
+from ft_pipeline.lib.training.keys import code_version
 
 
 @dg.asset(
@@ -40,8 +40,8 @@ def fine_tuned_adapter(
     reused, not retrained. Checkpoints let a re-materialization resume after a crash.
     With `training.distributed` set to ddp it runs torchrun and streams the workers' output.
     """
-    from ft_pipeline.lib.adapter_job import fit_adapter
-    from ft_pipeline.lib.tokenized import load_tokenized
+    from ft_pipeline.lib.data.tokenized import load_tokenized
+    from ft_pipeline.lib.training.job import fit_adapter
 
     # Which process holds the `training` slot: if it dies, the landing sensor (or the next
     # `ft-pipeline run`) fails this run and frees the slot (ft_pipeline.defs.stale_runs).
@@ -94,7 +94,7 @@ def fine_tuned_adapter_converged(
     context: dg.AssetCheckExecutionContext, state: StateResource, recipe: RecipeResource
 ) -> dg.AssetCheckResult:
     """Training converged: the kept adapter's validation loss is finite and below the start."""
-    from ft_pipeline.lib.adapter_job import read_info
+    from ft_pipeline.lib.training.job import read_info
 
     r = recipe.load()
     paths = state.paths()

@@ -7,8 +7,8 @@ from ft_pipeline.defs.conditions import tokenize_condition
 from ft_pipeline.defs.data.assets import cleaned_data
 from ft_pipeline.defs.partitions import source_partitions
 from ft_pipeline.defs.resources import RecipeResource, StateResource
-from ft_pipeline.lib import partition_store as store
-from ft_pipeline.lib.report import markdown_table
+from ft_pipeline.lib.data import partition_store as store
+from ft_pipeline.lib.evaluation.report import markdown_table
 
 
 def _md_table(data: dict) -> dg.MetadataValue:
@@ -34,14 +34,14 @@ def tokenized_dataset(
     """
     # Heavy libraries (transformers, datasets) load when a run needs them, not with the code
     # location: an ingest run never pays for them.
-    from ft_pipeline.lib.models import load_tokenizer
-    from ft_pipeline.lib.partition_cache import PartitionCache
-    from ft_pipeline.lib.tokenized import (
+    from ft_pipeline.lib.data.partition_cache import PartitionCache
+    from ft_pipeline.lib.data.tokenized import (
         build_tokenized,
         fingerprint,
         save_tokenized,
         split_summary,
     )
+    from ft_pipeline.lib.model.base_models import load_tokenizer
 
     paths = state.paths()
     r = recipe.load()

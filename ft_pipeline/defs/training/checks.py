@@ -31,8 +31,8 @@ def tokenized_dataset_quality(
     state: StateResource, recipe: RecipeResource
 ) -> Iterator[dg.AssetCheckResult]:
     """Leakage, truncation, answer masks and label balance of the saved splits."""
-    from ft_pipeline.lib.splits import leaking_keys
-    from ft_pipeline.lib.tokenized import load_tokenized, rows_without_answer_tokens
+    from ft_pipeline.lib.data.splits import leaking_keys
+    from ft_pipeline.lib.data.tokenized import load_tokenized, rows_without_answer_tokens
 
     r = recipe.load()
     dataset, manifest = load_tokenized(state.paths().tokenized(r.name))
@@ -84,8 +84,8 @@ def tokenized_dataset_enough_new_rows(
 ) -> dg.AssetCheckResult:
     """Automation retrains only after `automation.min_new_rows` new rows (a tiny file does not
     start a training). A WARN, not an error: manual runs and the schedule still train."""
-    from ft_pipeline.lib.adapter_job import latest_adapter, retraining_due
-    from ft_pipeline.lib.tokenized import load_tokenized
+    from ft_pipeline.lib.data.tokenized import load_tokenized
+    from ft_pipeline.lib.training.job import latest_adapter, retraining_due
 
     r = recipe.load()
     paths = state.paths()

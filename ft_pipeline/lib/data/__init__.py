@@ -1,0 +1,1 @@
+"""Reading, cleaning, Great Expectations gates, partitions, splits and rendering."""

@@ -1,0 +1,84 @@
+"""The quality gates of cleaned_data, one GX suite per property.
+
+Each gate returns a SuiteOutcome, or None when the property does not apply (no labels in
+an instruction task, no confidence column), so the check can pass and say why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pandas as pd
+
+from ft_pipeline.lib.data.expectations import E, SuiteOutcome, label_share_frame, run_suite
+from ft_pipeline.recipe import Recipe
+
+Gate = Callable[[pd.DataFrame, Recipe], SuiteOutcome | None]
+
+
+def labels_in_set(frame: pd.DataFrame, recipe: Recipe) -> SuiteOutcome | None:
+    if recipe.task != "classification":
+        return None
+    return run_suite(
+        frame,
+        "labels_in_set",
+        [
+            E.ExpectColumnValuesToNotBeNull(column="label"),
+            E.ExpectColumnValuesToBeInSet(column="label", value_set=recipe.labels),
+        ],
+    )
+
+
+def text_not_null(frame: pd.DataFrame, recipe: Recipe) -> SuiteOutcome | None:
+    return run_suite(frame, "text_not_null", [E.ExpectColumnValuesToNotBeNull(column="text")])
+
+
+def text_length_in_bounds(frame: pd.DataFrame, recipe: Recipe) -> SuiteOutcome | None:
+    c = recipe.cleaning
+    return run_suite(
+        frame,
+        "text_length_in_bounds",
+        [
+            E.ExpectColumnValueLengthsToBeBetween(
+                column="text", min_value=c.min_chars, max_value=c.max_chars
+            )
+        ],
+    )
+
+
+def texts_unique(frame: pd.DataFrame, recipe: Recipe) -> SuiteOutcome | None:
+    return run_suite(frame, "texts_unique", [E.ExpectColumnValuesToBeUnique(column="dedup_key")])
+
+
+def confidence_in_range(frame: pd.DataFrame, recipe: Recipe) -> SuiteOutcome | None:
+    if frame["confidence"].notna().sum() == 0:
+        return None
+    return run_suite(
+        frame,
+        "confidence_in_range",
+        [E.ExpectColumnValuesToBeBetween(column="confidence", min_value=0.0, max_value=1.0)],
+    )
+
+
+def label_shares(frame: pd.DataFrame, recipe: Recipe) -> SuiteOutcome | None:
+    if recipe.task != "classification" or recipe.quality.min_label_share <= 0:
+        return None
+    shares = label_share_frame(frame["label"], recipe.labels)
+    return run_suite(
+        shares,
+        "label_shares",
+        [
+            E.ExpectColumnMeanToBeBetween(column=c, min_value=recipe.quality.min_label_share)
+            for c in shares.columns
+        ],
+    )
+
+
+CLEAN_GATES: dict[str, tuple[Gate, str]] = {
+    "labels_in_set": (labels_in_set, "Every label is one of the recipe's labels."),
+    "text_not_null": (text_not_null, "No row has an empty text."),
+    "text_length_in_bounds": (text_length_in_bounds, "Texts are within cleaning.min/max_chars."),
+    "texts_unique": (texts_unique, "No two rows share a normalised text."),
+    "confidence_in_range": (confidence_in_range, "Annotator confidence lies in [0, 1]."),
+    "label_shares": (label_shares, "Each label has at least quality.min_label_share of rows."),
+}

@@ -1,0 +1,115 @@
+"""Per-partition files: raw/clean/quarantine Parquet plus small JSON sidecars.
+
+The sidecars record how a raw file was read (so cleaning uses the same column mapping) and
+whether a clean partition passed its quality gate (so the join only takes trusted data).
+
+The files of one partition are written together (`atomic.write_files`): all are staged
+before any is replaced, so a full or read-only disk fails the write with a clear error and
+leaves the previous version of every file as it was. A clean partition's stats sidecar (its
+data version) is replaced first: until the quality checks have run on the new rows, the old
+gate no longer matches and the join leaves the partition out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ft_pipeline.lib.data.sources import Source
+from ft_pipeline.lib.state import atomic
+from ft_pipeline.lib.state.paths import StatePaths
+
+
+def _sidecar(path: Path, kind: str) -> Path:
+    return path.with_name(f"{path.stem}.{kind}.json")
+
+
+def _json_writer(payload: dict[str, Any]):
+    text = json.dumps(payload, indent=2, default=str)
+    return lambda tmp: tmp.write_text(text, encoding="utf-8")
+
+
+def _parquet_writer(frame: pd.DataFrame):
+    return lambda tmp: frame.to_parquet(tmp, index=False)
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    atomic.write_file(path, _json_writer(payload))
+
+
+def _raw_info(source: Source, sha256: str, rows: int) -> dict[str, Any]:
+    return {
+        "key": source.key,
+        "path": str(source.path),
+        "format": source.format,
+        "encoding": source.encoding,
+        "columns": source.columns.model_dump(),
+        "sha256": sha256,
+        "rows": rows,
+    }
+
+
+def write_raw(paths: StatePaths, source: Source, frame: pd.DataFrame, sha256: str) -> None:
+    """A raw partition's rows and its source sidecar, together."""
+    target = paths.raw(source.key)
+    atomic.write_files(
+        [
+            (target, _parquet_writer(frame)),
+            (_sidecar(target, "source"), _json_writer(_raw_info(source, sha256, len(frame)))),
+        ]
+    )
+
+
+def write_clean(
+    paths: StatePaths,
+    key: str,
+    kept: pd.DataFrame,
+    quarantined: pd.DataFrame,
+    stats: dict[str, Any],
+) -> None:
+    """A clean partition: stats sidecar (with its data version), kept and quarantined rows.
+
+    All three are staged first; the stats go in first, which makes the old gate stale."""
+    atomic.write_files(
+        [
+            (_sidecar(paths.clean(key), "stats"), _json_writer(stats)),
+            (paths.clean(key), _parquet_writer(kept)),
+            (paths.quarantine(key), _parquet_writer(quarantined)),
+        ]
+    )
+
+
+def read_raw_info(paths: StatePaths, key: str) -> dict[str, Any]:
+    info = _sidecar(paths.raw(key), "source")
+    if not info.is_file():
+        raise FileNotFoundError(
+            f"partition {key!r} has no raw data yet: materialize raw_data first"
+        )
+    return json.loads(info.read_text())
+
+
+def clean_version(raw_info: dict[str, Any], recipe_hash: str) -> str:
+    """Data version of a clean partition: raw bytes, column mapping and cleaning recipe."""
+    payload = json.dumps([raw_info["sha256"], raw_info["columns"], recipe_hash], sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def write_gate(paths: StatePaths, key: str, version: str, failed: list[str]) -> None:
+    _write_json(
+        _sidecar(paths.clean(key), "gate"),
+        {"data_version": version, "passed": not failed, "failed_checks": failed},
+    )
+
+
+def read_gate(paths: StatePaths, key: str) -> dict[str, Any] | None:
+    gate = _sidecar(paths.clean(key), "gate")
+    return json.loads(gate.read_text()) if gate.is_file() else None
+
+
+def read_clean_info(paths: StatePaths, key: str) -> dict[str, Any] | None:
+    info = _sidecar(paths.clean(key), "stats")
+    return json.loads(info.read_text()) if info.is_file() else None

@@ -1,0 +1,173 @@
+"""Build, save and describe the tokenized train/validation/test dataset."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from datasets import Dataset, DatasetDict, load_from_disk
+
+from ft_pipeline.lib.data.partition_cache import POS, PartitionCache
+from ft_pipeline.lib.data.readers import ROW_COLUMN
+from ft_pipeline.lib.data.rendering import IGNORE_INDEX, encode_plain, encode_rows
+from ft_pipeline.lib.data.splits import SPLITS, assign_splits, join_partitions, leaking_keys
+from ft_pipeline.lib.state.atomic import staged_dir
+from ft_pipeline.lib.state.gcpause import paused_gc
+from ft_pipeline.recipe import Recipe
+
+DATASET_DIR = "dataset"
+DROPPED_FILE = "dropped.parquet"
+MANIFEST_FILE = "manifest.json"
+LENGTH_REASONS = ("too_long_for_max_length",)
+
+
+@dataclass
+class TokenizedResult:
+    """The DatasetDict, every row that did not make it (with reason), and summary stats."""
+
+    dataset: DatasetDict
+    dropped: pd.DataFrame
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def fingerprint(parts: dict[str, str], recipe: Recipe) -> str:
+    """Data version of the tokenized dataset: clean partition versions + recipe."""
+    payload = json.dumps({"parts": parts, "recipe": recipe.tokenization_hash()}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def build_tokenized(
+    frames: dict[str, pd.DataFrame],
+    recipe: Recipe,
+    tokenizer: Any,
+    versions: dict[str, str] | None = None,
+    cache: PartitionCache | None = None,
+) -> TokenizedResult:
+    """Join, dedup across partitions, split, render and tokenize.
+
+    With `versions` (each partition's data version) and a `cache`, each partition's
+    signatures and encoded rows are reused from earlier builds.
+    """
+    with paused_gc():
+        return _build(frames, recipe, tokenizer, versions, cache)
+
+
+def _build(frames, recipe, tokenizer, versions, cache) -> TokenizedResult:
+    cache = cache if versions is not None and cache is not None else PartitionCache(None)
+    versions = versions or {}
+    keys = [k for k in sorted(frames) if len(frames[k])]
+    threshold = recipe.cleaning.near_duplicate_threshold
+    sigs = None
+    if threshold is not None and threshold < 1.0:
+        sigs = {k: cache.signatures(k, versions.get(k, ""), frames[k]) for k in keys}
+    joined = join_partitions(frames, threshold, sigs)
+
+    plain = recipe.model.head == "classifier"
+    encode = partial(encode_plain if plain else encode_rows, recipe=recipe, tokenizer=tokenizer)
+    encoded = [cache.encoded(k, versions.get(k, ""), frames[k], encode) for k in keys]
+    survivors = pd.MultiIndex.from_frame(joined.rows[["source", ROW_COLUMN]])
+
+    def kept(frame: pd.DataFrame) -> pd.DataFrame:
+        where = pd.MultiIndex.from_frame(frame[["source", ROW_COLUMN]]).isin(survivors)
+        return frame[where].drop(columns=[POS])
+
+    rows = pd.concat([kept(e.rows) for e in encoded], ignore_index=True)
+    too_long = pd.concat([kept(e.dropped) for e in encoded], ignore_index=True)
+    split, stratified = assign_splits(
+        rows,
+        recipe.split.validation,
+        recipe.split.test,
+        recipe.split.seed,
+        "label" if recipe.task == "classification" else None,
+    )
+    rows["split"] = split
+    if recipe.task == "classification":
+        rows["label_id"] = rows["label"].map(recipe.labels.index).astype("int64")
+    rows = rows.drop(columns=["messages"] if recipe.task != "chat" else [])
+    dataset = DatasetDict(
+        {
+            s: Dataset.from_pandas(
+                rows[rows["split"] == s].reset_index(drop=True), preserve_index=False
+            )
+            for s in SPLITS
+        }
+    )
+    dropped = pd.concat([joined.dropped, too_long], ignore_index=True)
+    n_too_long = int(dropped["reason_code"].isin(LENGTH_REASONS).sum())
+    stats = {
+        "rows_in": sum(len(f) for f in frames.values()),
+        "rows_out": len(rows),
+        "rows_dropped": len(dropped),
+        "cross_partition_duplicates": len(joined.dropped),
+        "stratified": stratified,
+        "truncated_rows": int(rows["truncated"].sum()),
+        "too_long_rows": n_too_long,
+        "truncation_rate": (int(rows["truncated"].sum()) + n_too_long) / max(1, len(joined.rows)),
+        "leaking_keys": len(leaking_keys(rows, rows["split"])),
+        "partition_cache": {"hits": cache.hits, "misses": cache.misses},
+    }
+    if stats["rows_in"] != stats["rows_out"] + stats["rows_dropped"]:
+        raise AssertionError(f"tokenized row accounting broken: {stats}")
+    return TokenizedResult(dataset, dropped, stats)
+
+
+def column(dataset: Dataset, name: str) -> np.ndarray:
+    """One column of a dataset as a numpy array (through Arrow: no per-row decoding)."""
+    values = dataset.with_format("arrow")[name]
+    if pa.types.is_list(values.type):
+        return np.array(values.to_pylist(), dtype=object)
+    return values.to_numpy(zero_copy_only=False)
+
+
+def split_summary(dataset: DatasetDict, task: str) -> dict[str, Any]:
+    """Split sizes, label distribution per split and token length percentiles."""
+    sizes = {s: len(dataset[s]) for s in dataset}
+    lengths = np.concatenate([column(dataset[s], "n_tokens") for s in dataset if len(dataset[s])])
+    pct = {f"p{q}": int(np.percentile(lengths, q)) for q in (50, 90, 99)}
+    pct["max"] = int(lengths.max())
+    labels = {}
+    if task == "classification":
+        for s in dataset:
+            counts = pd.Series(column(dataset[s], "label")).value_counts().sort_index()
+            labels[s] = {k: int(v) for k, v in counts.items()}
+    return {"split_sizes": sizes, "token_length": pct, "label_distribution": labels}
+
+
+def rows_without_answer_tokens(dataset: Dataset, head: str = "lm", n_labels: int = 0) -> int:
+    """Training rows with nothing to learn from: all labels masked (lm head), or a label id
+    outside the label set (classifier head)."""
+    if head == "classifier":
+        ids = column(dataset, "label_id")
+        return int(((ids < 0) | (ids >= n_labels)).sum())
+    return sum(all(t == IGNORE_INDEX for t in labels) for labels in column(dataset, "labels"))
+
+
+def save_tokenized(result: TokenizedResult, target: Path, manifest: dict[str, Any]) -> None:
+    """Write dataset, dropped rows and manifest to a temp folder, then swap it in.
+
+    A full or read-only disk raises `StateWriteError` naming the folder and the cause; the
+    previous dataset stays in place, whole (see `ft_pipeline.lib.state.atomic`)."""
+    import datasets
+
+    datasets.disable_progress_bars()
+    with staged_dir(target, label="tokenized") as tmp:
+        result.dataset.save_to_disk(str(tmp / DATASET_DIR))
+        result.dropped.to_parquet(tmp / DROPPED_FILE, index=False)
+        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, default=str))
+
+
+def load_tokenized(target: Path) -> tuple[DatasetDict, dict[str, Any]]:
+    """The saved DatasetDict and its manifest."""
+    if not (target / MANIFEST_FILE).is_file():
+        raise FileNotFoundError(
+            f"{target}: no tokenized dataset; materialize tokenized_dataset first"
+        )
+    manifest = json.loads((target / MANIFEST_FILE).read_text())
+    return load_from_disk(str(target / DATASET_DIR)), manifest

@@ -1,0 +1,1 @@
+"""Merging the adapter, registration, the registry and serving."""

@@ -1,0 +1,1 @@
+"""Scoring models, metrics, the TF-IDF baseline, the report and its plots."""

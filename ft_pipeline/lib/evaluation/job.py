@@ -1,0 +1,205 @@
+"""Evaluate base, fine-tuned and classical models on the same held-out rows.
+
+Classification: label probabilities from one forward pass per row (no free generation),
+TF-IDF + logistic regression trained on the very rows the adapter saw, bootstrap CI of the
+macro-F1 gain. Instruction/chat: answer loss, perplexity, exact match and token F1.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from datasets import DatasetDict
+
+from ft_pipeline.lib.data.splits import sample_indices
+from ft_pipeline.lib.evaluation import metrics as M
+from ft_pipeline.lib.evaluation.baseline import predict_with_scores, train_tfidf_baseline
+from ft_pipeline.lib.evaluation.model_scores import BASE, TUNED, evaluate_models
+from ft_pipeline.lib.evaluation.plots import plot_confusion_matrices, plot_loss_curves
+from ft_pipeline.lib.evaluation.report import render_report
+from ft_pipeline.lib.model.base_models import load_tokenizer, resolve_base_model
+from ft_pipeline.lib.model.modeling import pick_device, pick_dtype
+from ft_pipeline.lib.model.scoring import perplexity
+from ft_pipeline.lib.state.tracking import Tracker, lineage_tags
+from ft_pipeline.lib.training.job import history, train_indices, val_indices
+from ft_pipeline.recipe import Recipe
+
+RESULT_FILE = "result.json"
+REPORT_FILE = "report.md"
+TFIDF = "tfidf"
+
+
+def primary_metric(recipe: Recipe) -> str:
+    return "macro_f1" if recipe.task == "classification" else "token_f1"
+
+
+def test_indices(dataset: DatasetDict, recipe: Recipe) -> list[int]:
+    labels = dataset["test"]["label"] if recipe.task == "classification" else None
+    limit = recipe.evaluation.max_test_rows
+    return sample_indices(len(dataset["test"]), limit, recipe.split.seed, labels)
+
+
+def gate(result: dict[str, Any], recipe: Recipe, champion: dict[str, float] | None) -> dict:
+    """Promotion rule: beat the base model by the recipe's margin, and not lose to the
+    champion by more than the confidence interval of our own score."""
+    metric = primary_metric(recipe)
+    tuned, base = result["models"][TUNED][metric], result["models"][BASE][metric]
+    margin = recipe.evaluation.min_f1_gain
+    reasons = []
+    if tuned - base < margin:
+        reasons.append(f"{metric} gain over base {tuned - base:+.4f} is below the margin {margin}")
+    if champion and metric in champion:
+        high = result.get("interval", {}).get("high", tuned)
+        if champion[metric] > high:
+            reasons.append(
+                f"champion {metric} {champion[metric]:.4f} is above this model's "
+                f"{recipe.evaluation.confidence:.0%} interval (high {high:.4f})"
+            )
+    return {"passed": not reasons, "reasons": reasons, "metric": metric, "champion": champion or {}}
+
+
+def _throttled(log: Callable[[str], None], label: str, every_s: float = 20.0):
+    last = [time.monotonic()]
+
+    def progress(done: int, total: int) -> None:
+        if done == total or time.monotonic() - last[0] >= every_s:
+            last[0] = time.monotonic()
+            log(f"{label}: scored {done}/{total} rows")
+
+    return progress
+
+
+def evaluate(
+    adapter_dir: Path,
+    recipe: Recipe,
+    dataset: DatasetDict,
+    models_cache: Path,
+    out_dir: Path,
+    *,
+    log: Callable[[str], None],
+    device: str = "auto",
+) -> dict[str, Any]:
+    """Score all models, write plots + report.md + result.json into `out_dir`."""
+    dev = pick_device(device)
+    tokenizer = load_tokenizer(recipe.model.base, models_cache)
+    ctx = {
+        "device": dev,
+        "dtype": pick_dtype(recipe.training.precision, dev),
+        "pad": tokenizer.pad_token_id,
+        "progress": None,
+    }
+    test = dataset["test"].select(test_indices(dataset, recipe))
+    val = dataset["validation"].select(val_indices(dataset, recipe))
+    base_dir = resolve_base_model(recipe.model.base, models_cache, weights=True)
+    log(
+        f"evaluating base and fine-tuned models on {len(test)} test rows ({recipe.model.head} head)"
+    )
+    ctx["progress"] = _throttled(log, "scoring")
+    outputs, losses, kind = evaluate_models(
+        base_dir, adapter_dir, recipe, tokenizer, test, val, ctx
+    )
+    result: dict[str, Any] = {
+        "recipe": recipe.name,
+        "task": recipe.task,
+        "head": recipe.model.head,
+        "base_kind": kind,
+        "labels": recipe.labels,
+        "test_rows": len(test),
+        "models": {},
+    }
+    for name in (BASE, TUNED):
+        if recipe.task == "classification":
+            metrics = M.classification_metrics(test["label"], outputs[name], recipe.labels)
+        else:
+            refs = list(test["response"][: len(outputs[name])])
+            metrics = {
+                "exact_match": M.exact_match(outputs[name], refs),
+                "token_f1": M.token_f1(outputs[name], refs),
+                "n": len(refs),
+            }
+        # Perplexity only means something for the LM head's token-level loss.
+        ppl = perplexity(losses[name]) if recipe.model.head == "lm" else None
+        result["models"][name] = {**metrics, "val_loss": losses[name], "perplexity": ppl}
+    if recipe.task == "classification":
+        _classical_and_stats(result, outputs, dataset, test, recipe)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plots = {"loss": plot_loss_curves(history(adapter_dir.parent), out_dir / "loss_curves.png")}
+    if recipe.task == "classification":
+        matrices = {k: v["confusion_matrix"] for k, v in result["models"].items()}
+        plots["confusion"] = plot_confusion_matrices(
+            matrices, recipe.labels, out_dir / "confusion_matrices.png"
+        )
+    result["plots"] = {k: Path(v).name for k, v in plots.items()}
+    return result
+
+
+def _classical_and_stats(result, outputs, dataset, test, recipe: Recipe) -> None:
+    train = dataset["train"].select(train_indices(dataset, recipe))
+    pipeline = train_tfidf_baseline(train["text"], train["label"], seed=recipe.training.seed)
+    outputs[TFIDF], _ = predict_with_scores(pipeline, test["text"], recipe.labels)
+    result["models"][TFIDF] = M.classification_metrics(test["label"], outputs[TFIDF], recipe.labels)
+    ev = recipe.evaluation
+    result["gain"] = M.bootstrap_f1_gain(
+        test["label"],
+        outputs[BASE],
+        outputs[TUNED],
+        recipe.labels,
+        samples=ev.bootstrap_samples,
+        seed=recipe.split.seed,
+        confidence=ev.confidence,
+    )
+    result["interval"] = M.bootstrap_f1_interval(
+        test["label"],
+        outputs[TUNED],
+        recipe.labels,
+        samples=ev.bootstrap_samples,
+        seed=recipe.split.seed,
+        confidence=ev.confidence,
+    )
+    result["slices"] = {
+        name: M.slice_metrics(test["label"], pred, test["source"], recipe.labels)
+        for name, pred in outputs.items()
+    }
+
+
+def write_report(result: dict[str, Any], out_dir: Path) -> Path:
+    """report.md and result.json; returns the report path."""
+    (out_dir / RESULT_FILE).write_text(json.dumps(result, indent=2, default=float))
+    report = out_dir / REPORT_FILE
+    report.write_text(render_report(result))
+    return report
+
+
+def read_result(out_dir: Path) -> dict[str, Any] | None:
+    path = out_dir / RESULT_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def log_evaluation(
+    tracker: Tracker,
+    recipe: Recipe,
+    result: dict[str, Any],
+    info: dict[str, Any],
+    out_dir: Path,
+    tags: dict[str, str],
+) -> str:
+    """An MLflow run with every model's metrics, the gate and the report folder."""
+    run_tags = {
+        **tags,
+        **lineage_tags(recipe.name, recipe.content_hash(), info["data_version"], info["key"]),
+        "ft_pipeline.train_run_id": info["mlflow_run_id"],
+    }
+    with tracker.run(f"evaluate-{recipe.name}-{info['key']}", run_tags) as run_id:
+        flat = {
+            f"{model}.{name}": value
+            for model, values in result["models"].items()
+            for name, value in values.items()
+            if isinstance(value, int | float)
+        }
+        tracker.log_metrics(run_id, {**flat, "gate_passed": float(result["gate"]["passed"])})
+        tracker.log_artifacts(run_id, out_dir, "evaluation")
+    return run_id

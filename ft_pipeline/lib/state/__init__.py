@@ -1,0 +1,1 @@
+"""The state folder, atomic writes and MLflow tracking: the bottom of the stack."""

@@ -1,0 +1,1 @@
+"""The training loop, checkpoints, processes, the adapter job and its key."""
