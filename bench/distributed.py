@@ -29,8 +29,7 @@ from ft_pipeline.lib.data.tokenized import build_tokenized
 from ft_pipeline.lib.model.base_models import load_tokenizer, resolve_base_model
 from ft_pipeline.lib.training.job import train_indices, val_indices
 from ft_pipeline.lib.training.launch import train_in_workers
-from ft_pipeline.recipe import Recipe, load_recipe
-from ft_pipeline.recipe_sections import DistributedConfig
+from ft_pipeline.recipe import DistributedConfig, Recipe, load_recipe
 
 STRATEGIES = (("single", 1), ("ddp", 2), ("fsdp", 2))
 HELD = re.compile(r"holds ([\d,]+) of ([\d,]+) weights")

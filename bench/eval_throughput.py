@@ -129,22 +129,40 @@ def measure(model, tokenizer, prompts, labels, device, dtype, args):
     return texts, probs, spent, prefixes
 
 
-def main() -> int:
-    def extend(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--batch-size", type=int, default=16)
-        parser.add_argument("--max-new-tokens", type=int, default=5)
-        choices = ["auto", "bf16", "fp32"]
-        parser.add_argument("--precision", choices=choices, help="default: the recipe's")
+def add_args(parser: argparse.ArgumentParser) -> None:
+    """This bench's options, beside the shared --rows/--quick/--out."""
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--max-new-tokens", type=int, default=5)
+    choices = ["auto", "bf16", "fp32"]
+    parser.add_argument("--precision", choices=choices, help="default: the recipe's")
 
-    args = rows_args(__doc__, 500, 48, extend)
+
+def test_prompts(recipe: Recipe, tokenizer) -> tuple[list[list[int]], list[str]]:
+    """(prompt token ids, gold labels) of the recipe's sampled test rows of the tweet corpus."""
+    dataset = build_tokenized(clean_tweets(recipe), recipe, tokenizer).dataset
+    test = dataset["test"].select(test_indices(dataset, recipe))
+    prompts = [prompt_ids(i, lab) for i, lab in zip(test["input_ids"], test["labels"], strict=True)]
+    return prompts, list(test["label"])
+
+
+def unbatched_rate(model, tokenizer, prompts, device, dtype, args) -> float:
+    """Rows/s of one `generate` call per row, as a text-generation pipeline does, on the
+    first UNBATCHED_ROWS rows (accuracy comes from the batched run)."""
+    solo = prompts[: min(UNBATCHED_ROWS, len(prompts))]
+    started = time.perf_counter()
+    with torch.inference_mode(), autocast(device, dtype):
+        generate_answers(model, tokenizer, solo, device, args.max_new_tokens, batch_size=1)
+    return len(solo) / (time.perf_counter() - started)
+
+
+def main() -> int:
+    """Time both paths on the test rows, print the table, append the JSON line."""
+    args = rows_args(__doc__, 500, 48, add_args)
     rows = args.rows
     recipe = lm_recipe(rows, args.precision)
 
     tokenizer = load_tokenizer(recipe.model.base, MODELS_DIR)
-    dataset = build_tokenized(clean_tweets(recipe), recipe, tokenizer).dataset
-    test = dataset["test"].select(test_indices(dataset, recipe))
-    prompts = [prompt_ids(i, lab) for i, lab in zip(test["input_ids"], test["labels"], strict=True)]
-    gold = list(test["label"])
+    prompts, gold = test_prompts(recipe, tokenizer)
     device = pick_device()
     dtype = pick_dtype(recipe.training.precision, device)
     model = load_causal_lm(resolve_base_model(recipe.model.base, MODELS_DIR, True), device)
@@ -154,13 +172,7 @@ def main() -> int:
     )
     probs, probs_plain = all_probs["scoring"], all_probs["scoring_no_prefix_cache"]
 
-    # The stock way: one `generate` per row, as a text-generation pipeline does; its rate on
-    # the first rows (the accuracy figures above come from the batched run).
-    solo = prompts[: min(UNBATCHED_ROWS, len(prompts))]
-    started = time.perf_counter()
-    with torch.inference_mode(), autocast(device, dtype):
-        generate_answers(model, tokenizer, solo, device, args.max_new_tokens, batch_size=1)
-    rps_solo = len(solo) / (time.perf_counter() - started)
+    rps_solo = unbatched_rate(model, tokenizer, prompts, device, dtype, args)  # the stock way
 
     parsed = [parse_label(t, recipe) for t in texts]
     pred_gen = [p or "" for p in parsed]  # "" is outside the labels: a miss

@@ -1,4 +1,5 @@
-"""Shared set-up of the bad-input reliability tests (test_reliability_{input_*,paths,recipe}.py).
+"""Shared set-up of the bad-input reliability tests (data/test_bad_files.py,
+data/test_bad_rows.py, data/test_paths.py, test_recipe_errors.py).
 
 A `Site` is a temporary state folder, a recipe and an in-memory Dagster instance. A bad file
 lands in the landing folder (or is named by the recipe) and `raw_data` + `cleaned_data` are

@@ -99,7 +99,7 @@ def test_a_tracking_token_from_the_environment_is_never_logged(
     appears in no Dagster event, no MLflow param, tag or metric name, and no state file."""
     from mlflow.tracking import MlflowClient
 
-    from ft_pipeline_tests.test_pipeline_model import MODEL, _project, model_project
+    from ft_pipeline_tests.training.test_assets import MODEL, _project, model_project
 
     token = "tok-5f3a9c1e7d2b-never-log-me"
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", token)

@@ -35,7 +35,7 @@ def deployed_model(
     """
     from ft_pipeline.lib.deployment.job import deploy
     from ft_pipeline.lib.evaluation.job import read_result
-    from ft_pipeline.lib.training.job import read_info
+    from ft_pipeline.lib.training.adapter_info import read_info
 
     r = recipe.load()
     paths = state.paths()

@@ -50,7 +50,7 @@ def evaluation_report(
         read_result,
         write_report,
     )
-    from ft_pipeline.lib.training.job import read_info
+    from ft_pipeline.lib.training.adapter_info import read_info
 
     r = recipe.load()
     paths = state.paths()

@@ -94,7 +94,7 @@ def fine_tuned_adapter_converged(
     context: dg.AssetCheckExecutionContext, state: StateResource, recipe: RecipeResource
 ) -> dg.AssetCheckResult:
     """Training converged: the kept adapter's validation loss is finite and below the start."""
-    from ft_pipeline.lib.training.job import read_info
+    from ft_pipeline.lib.training.adapter_info import read_info
 
     r = recipe.load()
     paths = state.paths()

@@ -1,5 +1,7 @@
 """tokenized_dataset: all clean partitions joined, split and tokenized."""
 
+from pathlib import Path
+
 import dagster as dg
 import pandas as pd
 
@@ -34,29 +36,13 @@ def tokenized_dataset(
     """
     # Heavy libraries (transformers, datasets) load when a run needs them, not with the code
     # location: an ingest run never pays for them.
-    from ft_pipeline.lib.data.partition_cache import PartitionCache
-    from ft_pipeline.lib.data.tokenized import (
-        build_tokenized,
-        fingerprint,
-        save_tokenized,
-        split_summary,
-    )
+    from ft_pipeline.lib.data.tokenized import tokenize_partitions
     from ft_pipeline.lib.model.base_models import load_tokenizer
 
     paths = state.paths()
     r = recipe.load()
     keys = context.instance.get_dynamic_partitions(source_partitions.name)
-    frames, versions, excluded = {}, {}, {}
-    for key in keys:
-        gate = store.read_gate(paths, key)
-        info = store.read_clean_info(paths, key)
-        if gate is None or info is None:
-            excluded[key] = "not cleaned and checked yet"
-        elif not gate["passed"] or gate["data_version"] != info["data_version"]:
-            excluded[key] = f"quality gate failed: {', '.join(gate['failed_checks']) or 'stale'}"
-        else:
-            frames[key] = pd.read_parquet(paths.clean(key))
-            versions[key] = info["data_version"]
+    frames, versions, excluded = store.gated_partitions(paths, keys)
     for key, why in excluded.items():
         context.log.warning(f"tokenized_dataset leaves out partition {key!r}: {why}")
     if not frames:
@@ -66,40 +52,30 @@ def tokenized_dataset(
         )
     context.log.info(f"joining {len(frames)} partitions: {sorted(frames)}")
     tokenizer = load_tokenizer(r.model.base, paths.models)
-    cache = PartitionCache(paths.partition_cache(r.name), r.tokenization_hash())
-    result = build_tokenized(frames, r, tokenizer, versions, cache)
-    cache.prune()
-    summary = split_summary(result.dataset, r.task)
-    version = fingerprint(versions, r)
-    manifest = {
-        "data_version": version,
-        "recipe": r.name,
-        "recipe_hash": r.content_hash(),
-        "base_model": r.model.base,
-        "partitions": versions,
-        "excluded": excluded,
-        **result.stats,
-        **summary,
-    }
+    _, manifest = tokenize_partitions(paths, r, frames, versions, excluded, tokenizer)
     target = paths.tokenized(r.name)
-    save_tokenized(result, target, manifest)
-    s = result.stats
-    context.log.info(f"tokenized {s['rows_out']} rows ({summary['split_sizes']}) into {target}")
+    rows, sizes = manifest["rows_out"], manifest["split_sizes"]
+    context.log.info(f"tokenized {rows} rows ({sizes}) into {target}")
     return dg.MaterializeResult(
-        data_version=dg.DataVersion(version),
-        metadata={
-            "dagster/row_count": s["rows_out"],
-            "rows_in": s["rows_in"],
-            "rows_dropped": s["rows_dropped"],
-            "cross_partition_duplicates": s["cross_partition_duplicates"],
-            "partition_cache_hits": s["partition_cache"]["hits"],
-            "truncation_rate": float(s["truncation_rate"]),
-            "stratified": s["stratified"],
-            "split_sizes": dg.MetadataValue.json(summary["split_sizes"]),
-            "label_distribution": _md_table(summary["label_distribution"]),
-            "token_length_percentiles": dg.MetadataValue.json(summary["token_length"]),
-            "partitions": dg.MetadataValue.json(versions),
-            "excluded_partitions": dg.MetadataValue.json(excluded),
-            "path": dg.MetadataValue.path(str(target)),
-        },
+        data_version=dg.DataVersion(manifest["data_version"]),
+        metadata=_metadata(manifest, target),
     )
+
+
+def _metadata(manifest: dict, target: Path) -> dict:
+    """The asset's metadata: row accounting, split summary, partitions in and out."""
+    return {
+        "dagster/row_count": manifest["rows_out"],
+        "rows_in": manifest["rows_in"],
+        "rows_dropped": manifest["rows_dropped"],
+        "cross_partition_duplicates": manifest["cross_partition_duplicates"],
+        "partition_cache_hits": manifest["partition_cache"]["hits"],
+        "truncation_rate": float(manifest["truncation_rate"]),
+        "stratified": manifest["stratified"],
+        "split_sizes": dg.MetadataValue.json(manifest["split_sizes"]),
+        "label_distribution": _md_table(manifest["label_distribution"]),
+        "token_length_percentiles": dg.MetadataValue.json(manifest["token_length"]),
+        "partitions": dg.MetadataValue.json(manifest["partitions"]),
+        "excluded_partitions": dg.MetadataValue.json(manifest["excluded"]),
+        "path": dg.MetadataValue.path(str(target)),
+    }

@@ -85,7 +85,7 @@ def tokenized_dataset_enough_new_rows(
     """Automation retrains only after `automation.min_new_rows` new rows (a tiny file does not
     start a training). A WARN, not an error: manual runs and the schedule still train."""
     from ft_pipeline.lib.data.tokenized import load_tokenized
-    from ft_pipeline.lib.training.job import latest_adapter, retraining_due
+    from ft_pipeline.lib.training.adapter_info import latest_adapter, retraining_due
 
     r = recipe.load()
     paths = state.paths()

@@ -25,8 +25,8 @@ SHINGLE = 5
 NUM_PERM = 128
 SEED = 1
 # LSH only proposes candidates; each is confirmed with the exact Jaccard similarity. So
-# the LSH threshold sits well below the real one and favours recall over precision:
-# a pair just above the threshold is then found almost surely (see test_lib_dedup).
+# the LSH threshold sits well below the real one and favours recall over precision: a pair
+# just above the threshold is then found almost surely (ft_pipeline_tests/data/test_dedup.py).
 LSH_MARGIN = 0.25
 LSH_WEIGHTS = (0.1, 0.9)
 _MIX = np.random.default_rng(SEED).integers(1, 2**63, size=NUM_PERM, dtype=np.uint64) | 1

@@ -113,3 +113,24 @@ def read_gate(paths: StatePaths, key: str) -> dict[str, Any] | None:
 def read_clean_info(paths: StatePaths, key: str) -> dict[str, Any] | None:
     info = _sidecar(paths.clean(key), "stats")
     return json.loads(info.read_text()) if info.is_file() else None
+
+
+def gated_partitions(
+    paths: StatePaths, keys: list[str]
+) -> tuple[dict[str, pd.DataFrame], dict[str, str], dict[str, str]]:
+    """(frames, data versions, excluded with reason) of the clean partitions `keys`.
+
+    A partition joins only if it was cleaned and checked and its gate passed on its current
+    data version; every other one is left out, with the reason."""
+    frames, versions, excluded = {}, {}, {}
+    for key in keys:
+        gate = read_gate(paths, key)
+        info = read_clean_info(paths, key)
+        if gate is None or info is None:
+            excluded[key] = "not cleaned and checked yet"
+        elif not gate["passed"] or gate["data_version"] != info["data_version"]:
+            excluded[key] = f"quality gate failed: {', '.join(gate['failed_checks']) or 'stale'}"
+        else:
+            frames[key] = pd.read_parquet(paths.clean(key))
+            versions[key] = info["data_version"]
+    return frames, versions, excluded

@@ -20,6 +20,7 @@ from ft_pipeline.lib.data.rendering import IGNORE_INDEX, encode_plain, encode_ro
 from ft_pipeline.lib.data.splits import SPLITS, assign_splits, join_partitions, leaking_keys
 from ft_pipeline.lib.state.atomic import staged_dir
 from ft_pipeline.lib.state.gcpause import paused_gc
+from ft_pipeline.lib.state.paths import StatePaths
 from ft_pipeline.recipe import Recipe
 
 DATASET_DIR = "dataset"
@@ -116,6 +117,36 @@ def _build(frames, recipe, tokenizer, versions, cache) -> TokenizedResult:
     if stats["rows_in"] != stats["rows_out"] + stats["rows_dropped"]:
         raise AssertionError(f"tokenized row accounting broken: {stats}")
     return TokenizedResult(dataset, dropped, stats)
+
+
+def tokenize_partitions(
+    paths: StatePaths,
+    recipe: Recipe,
+    frames: dict[str, pd.DataFrame],
+    versions: dict[str, str],
+    excluded: dict[str, str],
+    tokenizer: Any,
+) -> tuple[TokenizedResult, dict[str, Any]]:
+    """Build the recipe's tokenized dataset from the gated partitions and save it.
+
+    Uses (and prunes) the recipe's partition cache; returns the result and the manifest
+    saved beside it (data version, partitions joined and left out, stats, split summary).
+    """
+    cache = PartitionCache(paths.partition_cache(recipe.name), recipe.tokenization_hash())
+    result = build_tokenized(frames, recipe, tokenizer, versions, cache)
+    cache.prune()
+    manifest = {
+        "data_version": fingerprint(versions, recipe),
+        "recipe": recipe.name,
+        "recipe_hash": recipe.content_hash(),
+        "base_model": recipe.model.base,
+        "partitions": versions,
+        "excluded": excluded,
+        **result.stats,
+        **split_summary(result.dataset, recipe.task),
+    }
+    save_tokenized(result, paths.tokenized(recipe.name), manifest)
+    return result, manifest
 
 
 def column(dataset: Dataset, name: str) -> np.ndarray:

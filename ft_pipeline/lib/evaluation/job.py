@@ -25,7 +25,8 @@ from ft_pipeline.lib.model.base_models import load_tokenizer, resolve_base_model
 from ft_pipeline.lib.model.modeling import pick_device, pick_dtype
 from ft_pipeline.lib.model.scoring import perplexity
 from ft_pipeline.lib.state.tracking import Tracker, lineage_tags
-from ft_pipeline.lib.training.job import history, train_indices, val_indices
+from ft_pipeline.lib.training.adapter_info import history
+from ft_pipeline.lib.training.job import train_indices, val_indices
 from ft_pipeline.recipe import Recipe
 
 RESULT_FILE = "result.json"

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from datasets import DatasetDict
+import torch
+from datasets import Dataset, DatasetDict
 
 from ft_pipeline.lib.data.splits import sample_indices
 from ft_pipeline.lib.data.tokenized import DATASET_DIR
@@ -22,15 +23,29 @@ from ft_pipeline.lib.model.modeling import pick_device, pick_dtype
 from ft_pipeline.lib.state import atomic
 from ft_pipeline.lib.state.paths import StatePaths
 from ft_pipeline.lib.state.tracking import Tracker, flatten, lineage_tags
+from ft_pipeline.lib.training.adapter_info import HISTORY_FILE, INFO_FILE, read_info
 from ft_pipeline.lib.training.distributed import check_supported
 from ft_pipeline.lib.training.keys import adapter_key, base_model_hash, code_version, training_hash
 from ft_pipeline.lib.training.launch import train_in_workers
-from ft_pipeline.lib.training.training import StepLog, train_adapter
-from ft_pipeline.recipe import Recipe
+from ft_pipeline.lib.training.training import StepLog, TrainResult, train_adapter
+from ft_pipeline.recipe import DistributedConfig, Recipe
 
-INFO_FILE = "adapter.json"
-HISTORY_FILE = "history.json"
 WORKER_DIR = "workers"  # the job file for torchrun's processes, and the result they wrote
+
+
+@dataclass
+class _Inputs:
+    """What one training run uses: base model, sampled rows, device and process spread."""
+
+    base_dir: str
+    pad_id: int
+    train_rows: list[int]
+    val_rows: list[int]
+    train_ds: Dataset
+    val_ds: Dataset
+    device: torch.device
+    dtype: torch.dtype | None
+    spread: DistributedConfig
 
 
 @dataclass
@@ -57,11 +72,6 @@ def val_indices(dataset: DatasetDict, recipe: Recipe) -> list[int]:
     labels = dataset["validation"]["label"] if recipe.task == "classification" else None
     n = len(dataset["validation"])
     return sample_indices(n, recipe.training.max_val_rows, recipe.training.seed, labels)
-
-
-def read_info(folder: Path) -> dict[str, Any] | None:
-    path = folder / INFO_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def current_key(paths: StatePaths, recipe: Recipe, data_version: str) -> str:
@@ -95,137 +105,29 @@ def fit_adapter(
         log(f"reusing adapter {key}: same data, recipe, base model and code")
         return AdapterOutcome(key, folder, True, info)
 
-    base_dir = resolve_base_model(recipe.model.base, paths.models, weights=True)
-    pad_id = load_tokenizer(recipe.model.base, paths.models).pad_token_id
-    train_rows, val_rows = train_indices(dataset, recipe), val_indices(dataset, recipe)
-    train_ds, val_ds = dataset["train"].select(train_rows), dataset["validation"].select(val_rows)
-    dev = pick_device(device)
-    dtype = pick_dtype(recipe.training.precision, dev)
-    spread = recipe.training.distributed
-    check_supported(spread.strategy, dev)
+    inputs = _prepare(paths, recipe, dataset, device)
+    spread = inputs.spread
     procs = f", {spread.strategy} on {spread.nproc} processes" if spread.nproc > 1 else ""
-    log(f"training adapter {key} on {len(train_ds)} rows ({dev}, {dtype or 'fp32'}{procs})")
+    dev = f"{inputs.device}, {inputs.dtype or 'fp32'}{procs}"
+    log(f"training adapter {key} on {len(inputs.train_ds)} rows ({dev})")
     run_tags = {
         **tags,
         **lineage_tags(recipe.name, recipe.content_hash(), manifest["data_version"], key),
     }
     with tracker.run(f"train-{recipe.name}-{key}", run_tags) as run_id:
-        tracker.log_params(run_id, flatten(recipe.model_dump(mode="json"), "recipe."))
-        tracker.log_params(
-            run_id,
-            {
-                "train_rows": str(len(train_ds)),
-                "val_rows": str(len(val_ds)),
-                "device": str(dev),
-                "autocast": str(dtype),
-                "training_hash": training_hash(recipe),
-                "strategy": spread.strategy,
-                "processes": str(spread.nproc),
-            },
-        )
-        for name, part in (("train", train_ds), ("validation", val_ds)):
-            frame = part.select_columns(["text", "source", "source_row"]).to_pandas()
-            tracker.log_dataset(
-                run_id,
-                frame,
-                f"{recipe.name}-{name}",
-                name,
-                f"{manifest['data_version']}-{name}",
-                str(paths.tokenized(recipe.name)),
-            )
-
-        def on_log(s: StepLog) -> None:
-            tracker.log_metrics(
-                run_id,
-                {
-                    "train_loss": s.train_loss,
-                    "lr": s.lr,
-                    "tokens_per_s": s.tokens_per_s,
-                    "val_loss": s.val_loss,
-                    "grad_norm": s.grad_norm,
-                },
-                step=s.step,
-            )
-            val = f", val_loss {s.val_loss:.4f}" if s.val_loss is not None else ""
-            log(
-                f"step {s.step}/{s.total_steps} loss {s.train_loss:.4f}{val} "
-                f"lr {s.lr:.2e} grad_norm {s.grad_norm or 0:.3f} "
-                f"{s.tokens_per_s:.0f} tok/s ETA {s.eta_s / 60:.1f} min"
-            )
-
-        if spread.strategy == "single":
-            result = train_adapter(
-                base_dir,
-                rows_for(train_ds, head_for(recipe)),
-                rows_for(val_ds, head_for(recipe)),
-                recipe,
-                folder,
-                pad_id=pad_id,
-                device=dev,
-                dtype=dtype,
-                on_log=on_log,
-                fail_after_steps=fail_after_steps,
-                on_warning=warn or log,
-            )
-        else:  # torchrun; this process keeps the MLflow run and logs what the workers print
-            job = {
-                "recipe": recipe.model_dump(mode="json"),
-                "dataset": str(paths.tokenized(recipe.name) / DATASET_DIR),
-                "train_rows": [int(i) for i in train_rows],
-                "val_rows": [int(i) for i in val_rows],
-                "base_dir": str(base_dir),
-                "pad_id": pad_id,
-                "out_dir": str(folder),
-                "device": dev.type,
-                "fail_after_steps": fail_after_steps,
-            }
-            result = train_in_workers(
-                job, spread.nproc, folder / WORKER_DIR, log=log, warn=warn or log, on_log=on_log
-            )
+        _log_inputs(tracker, run_id, paths, recipe, manifest, inputs)
+        on_log = _step_logger(tracker, run_id, log)
+        warn = warn or log
+        result = _train(paths, recipe, inputs, folder, on_log, log, warn, fail_after_steps)
         if result.resumed_from is not None:
             log(f"resumed from checkpoint at step {result.resumed_from}")
-        tracker.set_tags(
-            run_id,
-            {
-                "ft_pipeline.resumed_from_step": str(result.resumed_from),
-                "ft_pipeline.skipped_checkpoints": str(len(result.skipped_checkpoints)),
-            },
-        )
-        tracker.log_metrics(
-            run_id,
-            {
-                "best_val_loss": result.best_val_loss,
-                "initial_val_loss": result.initial_val_loss,
-                "train_tokens_per_s": result.tokens_per_s,
-                "optimizer_steps": result.optimizer_steps,
-                "train_peak_rss_mb": result.peak_rss_mb,
-            },
-            step=result.steps,
-        )
+        _log_result(tracker, run_id, result)
         (folder / HISTORY_FILE).write_text(json.dumps(result.history))
         tracker.log_artifacts(run_id, result.adapter_dir, "adapter")
-        info = {
-            "key": key,
-            "mlflow_run_id": run_id,
-            "steps": result.steps,
-            "total_steps": result.total_steps,
-            "initial_val_loss": result.initial_val_loss,
-            "final_val_loss": result.final_val_loss,
-            "best_val_loss": result.best_val_loss,
-            "best_step": result.best_step,
-            "stopped_early": result.stopped_early,
-            "resumed_from": result.resumed_from,
-            "optimizer_steps": result.optimizer_steps,
-            "skipped_checkpoints": result.skipped_checkpoints,
-            "train_rows": len(train_ds),
-            "val_rows": len(val_ds),
-            "strategy": spread.strategy,
-            "processes": spread.nproc,
-            "tokens_per_s": result.tokens_per_s,
-            "train_seconds": result.seconds,
-            "peak_rss_mb": result.peak_rss_mb,  # the largest over the training processes
+        info = {"key": key, "mlflow_run_id": run_id, **_summary(result, inputs)}
+        info |= {
             "base_model": recipe.model.base,
-            "base_dir": str(base_dir),
+            "base_dir": str(inputs.base_dir),
             "data_version": manifest["data_version"],
             "dataset_rows": manifest["rows_out"],
         }
@@ -234,34 +136,163 @@ def fit_adapter(
     return AdapterOutcome(key, folder, False, info)
 
 
-def history(folder: Path) -> list[dict[str, Any]]:
-    path = folder / HISTORY_FILE
-    return json.loads(path.read_text()) if path.is_file() else []
+def _prepare(paths: StatePaths, recipe: Recipe, dataset: DatasetDict, device: str) -> _Inputs:
+    """Resolve the base model and its pad token, sample the rows, pick device and dtype.
+
+    Refuses a distributed strategy the device cannot run before anything starts."""
+    base_dir = resolve_base_model(recipe.model.base, paths.models, weights=True)
+    pad_id = load_tokenizer(recipe.model.base, paths.models).pad_token_id
+    train_rows, val_rows = train_indices(dataset, recipe), val_indices(dataset, recipe)
+    train_ds, val_ds = dataset["train"].select(train_rows), dataset["validation"].select(val_rows)
+    dev = pick_device(device)
+    dtype = pick_dtype(recipe.training.precision, dev)
+    spread = recipe.training.distributed
+    check_supported(spread.strategy, dev)
+    return _Inputs(base_dir, pad_id, train_rows, val_rows, train_ds, val_ds, dev, dtype, spread)
 
 
-def latest_adapter(paths: StatePaths, recipe: Recipe) -> dict[str, Any] | None:
-    """The most recently completed adapter of this recipe (its adapter.json), if any."""
-    infos = sorted(
-        paths.adapters(recipe.name).glob(f"*/{INFO_FILE}"), key=lambda p: p.stat().st_mtime
+def _log_inputs(
+    tracker: Tracker,
+    run_id: str,
+    paths: StatePaths,
+    recipe: Recipe,
+    manifest: dict[str, Any],
+    inputs: _Inputs,
+) -> None:
+    """Log the recipe, the run's shape and the sampled train/validation rows to MLflow."""
+    tracker.log_params(run_id, flatten(recipe.model_dump(mode="json"), "recipe."))
+    tracker.log_params(
+        run_id,
+        {
+            "train_rows": str(len(inputs.train_ds)),
+            "val_rows": str(len(inputs.val_ds)),
+            "device": str(inputs.device),
+            "autocast": str(inputs.dtype),
+            "training_hash": training_hash(recipe),
+            "strategy": inputs.spread.strategy,
+            "processes": str(inputs.spread.nproc),
+        },
     )
-    return json.loads(infos[-1].read_text()) if infos else None
+    for name, part in (("train", inputs.train_ds), ("validation", inputs.val_ds)):
+        frame = part.select_columns(["text", "source", "source_row"]).to_pandas()
+        tracker.log_dataset(
+            run_id,
+            frame,
+            f"{recipe.name}-{name}",
+            name,
+            f"{manifest['data_version']}-{name}",
+            str(paths.tokenized(recipe.name)),
+        )
 
 
-def retraining_due(manifest: dict[str, Any], latest: dict[str, Any] | None, min_new_rows: int):
-    """(due, new rows, reason): automation retrains only once enough new rows arrived.
+def _step_logger(
+    tracker: Tracker, run_id: str, log: Callable[[str], None]
+) -> Callable[[StepLog], None]:
+    """The per-step callback: metrics to MLflow, one progress line to `log`."""
 
-    No adapter yet, or the same data version as the latest adapter (key reuse, seconds), are
-    always due; otherwise the dataset must have grown by `min_new_rows` rows.
-    """
-    if latest is None:
-        return True, manifest["rows_out"], "no adapter trained yet"
-    if latest["data_version"] == manifest["data_version"]:
-        return True, 0, "same data as the latest adapter: it will be reused"
-    new = manifest["rows_out"] - int(latest.get("dataset_rows", 0))
-    if new >= min_new_rows:
-        return True, new, f"{new} new rows since the latest adapter (minimum {min_new_rows})"
-    return (
-        False,
-        new,
-        f"only {new} new rows since the latest adapter; retraining waits for {min_new_rows}",
+    def on_log(s: StepLog) -> None:
+        tracker.log_metrics(
+            run_id,
+            {
+                "train_loss": s.train_loss,
+                "lr": s.lr,
+                "tokens_per_s": s.tokens_per_s,
+                "val_loss": s.val_loss,
+                "grad_norm": s.grad_norm,
+            },
+            step=s.step,
+        )
+        val = f", val_loss {s.val_loss:.4f}" if s.val_loss is not None else ""
+        log(
+            f"step {s.step}/{s.total_steps} loss {s.train_loss:.4f}{val} "
+            f"lr {s.lr:.2e} grad_norm {s.grad_norm or 0:.3f} "
+            f"{s.tokens_per_s:.0f} tok/s ETA {s.eta_s / 60:.1f} min"
+        )
+
+    return on_log
+
+
+def _train(
+    paths: StatePaths,
+    recipe: Recipe,
+    inputs: _Inputs,
+    folder: Path,
+    on_log: Callable[[StepLog], None],
+    log: Callable[[str], None],
+    warn: Callable[[str], None],
+    fail_after_steps: int | None,
+) -> TrainResult:
+    """Train in this process (`single`), or in torchrun's processes, which this one
+    launches and whose step lines it logs (it keeps the MLflow run)."""
+    if inputs.spread.strategy == "single":
+        return train_adapter(
+            inputs.base_dir,
+            rows_for(inputs.train_ds, head_for(recipe)),
+            rows_for(inputs.val_ds, head_for(recipe)),
+            recipe,
+            folder,
+            pad_id=inputs.pad_id,
+            device=inputs.device,
+            dtype=inputs.dtype,
+            on_log=on_log,
+            fail_after_steps=fail_after_steps,
+            on_warning=warn,
+        )
+    job = {
+        "recipe": recipe.model_dump(mode="json"),
+        "dataset": str(paths.tokenized(recipe.name) / DATASET_DIR),
+        "train_rows": [int(i) for i in inputs.train_rows],
+        "val_rows": [int(i) for i in inputs.val_rows],
+        "base_dir": str(inputs.base_dir),
+        "pad_id": inputs.pad_id,
+        "out_dir": str(folder),
+        "device": inputs.device.type,
+        "fail_after_steps": fail_after_steps,
+    }
+    nproc = inputs.spread.nproc
+    return train_in_workers(job, nproc, folder / WORKER_DIR, log=log, warn=warn, on_log=on_log)
+
+
+def _log_result(tracker: Tracker, run_id: str, result: TrainResult) -> None:
+    """Tag how the run resumed and log its summary metrics at its last step."""
+    tracker.set_tags(
+        run_id,
+        {
+            "ft_pipeline.resumed_from_step": str(result.resumed_from),
+            "ft_pipeline.skipped_checkpoints": str(len(result.skipped_checkpoints)),
+        },
     )
+    tracker.log_metrics(
+        run_id,
+        {
+            "best_val_loss": result.best_val_loss,
+            "initial_val_loss": result.initial_val_loss,
+            "train_tokens_per_s": result.tokens_per_s,
+            "optimizer_steps": result.optimizer_steps,
+            "train_peak_rss_mb": result.peak_rss_mb,
+        },
+        step=result.steps,
+    )
+
+
+def _summary(result: TrainResult, inputs: _Inputs) -> dict[str, Any]:
+    """The training part of adapter.json: losses, steps, resume, rows and throughput."""
+    return {
+        "steps": result.steps,
+        "total_steps": result.total_steps,
+        "initial_val_loss": result.initial_val_loss,
+        "final_val_loss": result.final_val_loss,
+        "best_val_loss": result.best_val_loss,
+        "best_step": result.best_step,
+        "stopped_early": result.stopped_early,
+        "resumed_from": result.resumed_from,
+        "optimizer_steps": result.optimizer_steps,
+        "skipped_checkpoints": result.skipped_checkpoints,
+        "train_rows": len(inputs.train_ds),
+        "val_rows": len(inputs.val_ds),
+        "strategy": inputs.spread.strategy,
+        "processes": inputs.spread.nproc,
+        "tokens_per_s": result.tokens_per_s,
+        "train_seconds": result.seconds,
+        "peak_rss_mb": result.peak_rss_mb,  # the largest over the training processes
+    }

@@ -16,8 +16,12 @@ from ft_pipeline.recipe import DistributedConfig, Recipe
 
 # Modules whose code decides what a trained adapter is: a change here retrains.
 _TRAINING_MODULES = ("training/training.py", "training/loop.py", "training/distributed.py")
-_TRAINING_MODULES += ("model/modeling.py", "model/batching.py")
-_TRAINING_MODULES += ("data/rendering.py", "data/tokenized.py")
+_TRAINING_MODULES += (
+    "model/modeling.py",
+    "model/batching.py",
+    "data/rendering.py",
+    "data/tokenized.py",
+)
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt")
 
 

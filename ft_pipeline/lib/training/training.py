@@ -111,57 +111,22 @@ def train_adapter(
     alone calls `on_log` and writes checkpoints and the adapter. `on_rows` sees which
     training rows this process computes on, per step and micro-batch.
     """
-    from peft import get_peft_model
-
     t = recipe.training
     par = distributed.join(device, t.distributed.strategy)
     torch.manual_seed(t.seed)
-    head = head_for(recipe)
-    model = get_peft_model(head.load(base_dir, par.device, pad_id), peft_config(recipe))
-    par.broadcast_params([p for p in model.parameters() if p.requires_grad])
-    root = sharding.shard(model, head, par.device) if par.sharded else None
-    if root is not None:
-        logger.info(sharding.describe(root, par.rank, par.world))
-    loop = Loop(model, recipe, train, val, pad_id, dtype, out_dir, par, root)
+    model, loop = _build(base_dir, train, val, recipe, out_dir, pad_id, dtype, par)
     resumed_from = loop.resume(on_warning or logger.warning)
     s = loop.state
     if resumed_from is None:
-        s["initial_val"] = s["best_val"] = loop.validate()
-        first = {"step": 0, "train_loss": None, "val_loss": s["initial_val"], "grad_norm": None}
-        s["history"].append({**first, "lr": loop.scheduler.get_last_lr()[0]})
+        _validate_first(loop)
     model.train()
     batches = loop.micro_batches()
     steps_this_run, started = 0, time.monotonic()
     stopped_early = False
     while s["step"] < loop.total:
-        step_start = time.monotonic()
-        train_loss, tokens = loop.accumulate(batches, on_rows)
-        if not math.isfinite(train_loss):
-            raise TrainingDiverged(
-                f"train loss became {train_loss} at step {s['step'] + 1}; "
-                "lower training.learning_rate"
-            )
-        norm = torch.nn.utils.clip_grad_norm_(loop.params, 1.0)
-        grad_norm = float(sharding.full(norm))  # a sharded norm under FSDP: every rank asks
-        lr = loop.scheduler.get_last_lr()[0]
-        loop.optimizer.step()
-        loop.scheduler.step()
-        loop.optimizer.zero_grad(set_to_none=True)
-        if par.sharded:
-            sharding.release_freed_memory(par.device)
-        s["step"] += 1
+        train_loss, tokens, grad_norm, lr, elapsed = _optimizer_step(loop, batches, on_rows)
         steps_this_run += 1
-        elapsed = time.monotonic() - step_start
-        s["tokens"] += tokens
-        s["seconds"] += elapsed
-        val_loss = None
-        if s["step"] % t.eval_every == 0 or s["step"] == loop.total:
-            val_loss = loop.validate()
-            if val_loss < s["best_val"]:
-                s["best_val"], s["best_step"], s["bad_evals"] = val_loss, s["step"], 0
-                loop.best = trainable(model)
-            else:
-                s["bad_evals"] += 1
+        val_loss = _scheduled_validation(loop, t.eval_every)
         s["history"].append(
             {
                 "step": s["step"],
@@ -186,6 +151,70 @@ def train_adapter(
             break
 
     return _finish(model, loop, out_dir, resumed_from, stopped_early)
+
+
+def _build(base_dir, train, val, recipe: Recipe, out_dir: Path, pad_id, dtype, par):
+    """(model, loop): the LoRA model on this process's device, sharded under FSDP, and
+    the loop that trains it (optimizer, scheduler, batches, checkpoints)."""
+    from peft import get_peft_model
+
+    head = head_for(recipe)
+    model = get_peft_model(head.load(base_dir, par.device, pad_id), peft_config(recipe))
+    par.broadcast_params([p for p in model.parameters() if p.requires_grad])
+    root = sharding.shard(model, head, par.device) if par.sharded else None
+    if root is not None:
+        logger.info(sharding.describe(root, par.rank, par.world))
+    return model, Loop(model, recipe, train, val, pad_id, dtype, out_dir, par, root)
+
+
+def _validate_first(loop: Loop) -> None:
+    """A fresh run's step 0: the initial validation loss, also the best so far."""
+    s = loop.state
+    s["initial_val"] = s["best_val"] = loop.validate()
+    first = {"step": 0, "train_loss": None, "val_loss": s["initial_val"], "grad_norm": None}
+    s["history"].append({**first, "lr": loop.scheduler.get_last_lr()[0]})
+
+
+def _optimizer_step(loop: Loop, batches, on_rows: RowsHook | None):
+    """One optimizer step over the accumulated micro-batches, counted in `loop.state`.
+
+    Returns (train loss, tokens, grad norm before clipping, lr used, seconds); raises
+    `TrainingDiverged` when the loss is not finite."""
+    s = loop.state
+    step_start = time.monotonic()
+    train_loss, tokens = loop.accumulate(batches, on_rows)
+    if not math.isfinite(train_loss):
+        raise TrainingDiverged(
+            f"train loss became {train_loss} at step {s['step'] + 1}; lower training.learning_rate"
+        )
+    norm = torch.nn.utils.clip_grad_norm_(loop.params, 1.0)
+    grad_norm = float(sharding.full(norm))  # a sharded norm under FSDP: every rank asks
+    lr = loop.scheduler.get_last_lr()[0]
+    loop.optimizer.step()
+    loop.scheduler.step()
+    loop.optimizer.zero_grad(set_to_none=True)
+    if loop.par.sharded:
+        sharding.release_freed_memory(loop.par.device)
+    s["step"] += 1
+    elapsed = time.monotonic() - step_start
+    s["tokens"] += tokens
+    s["seconds"] += elapsed
+    return train_loss, tokens, grad_norm, lr, elapsed
+
+
+def _scheduled_validation(loop: Loop, eval_every: int) -> float | None:
+    """The validation loss every `eval_every` steps and after the last (else None); a new
+    best keeps its weights and resets the early-stopping count."""
+    s = loop.state
+    if not (s["step"] % eval_every == 0 or s["step"] == loop.total):
+        return None
+    val_loss = loop.validate()
+    if val_loss < s["best_val"]:
+        s["best_val"], s["best_step"], s["bad_evals"] = val_loss, s["step"], 0
+        loop.best = trainable(loop.model)
+    else:
+        s["bad_evals"] += 1
+    return val_loss
 
 
 def _finish(model, loop: Loop, out_dir: Path, resumed_from, stopped_early) -> TrainResult:

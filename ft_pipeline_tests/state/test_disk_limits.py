@@ -1,6 +1,6 @@
 """Write faults that need no mount: a file size limit (EFBIG) and permission bits (EACCES).
 
-`test_reliability_disk.py` fills or freezes a tmpfs, which needs root. These run anywhere:
+`state/test_disk_full.py` fills or freezes a tmpfs, which needs root. These run anywhere:
 a child process writes a second version of a clean partition, the tokenized dataset and a
 deployed model folder (the functions the assets call) over a first one, either under
 `RLIMIT_FSIZE` of 4 KB with SIGXFSZ ignored (a write past it fails with EFBIG), or with the
@@ -27,7 +27,7 @@ from ft_pipeline.lib.data import partition_store as store
 from ft_pipeline.lib.data.tokenized import load_tokenized
 from ft_pipeline.lib.state.paths import StatePaths
 from ft_pipeline_tests.conftest import cannot_fault, write_recipe
-from ft_pipeline_tests.test_reliability_disk import leftovers, snapshot
+from ft_pipeline_tests.state.test_disk_full import leftovers, snapshot
 
 KEY = "file:data/a.csv"
 LIMIT = 4096
@@ -35,7 +35,7 @@ NO_DAC = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search,-fowner",
 CHILD = r"""
 import json, resource, signal, sys
 from pathlib import Path
-from ft_pipeline_tests.test_reliability_disk_limits import WRITES
+from ft_pipeline_tests.state.test_disk_limits import WRITES
 
 home, model, recipe, limit = sys.argv[1:5]
 if int(limit):

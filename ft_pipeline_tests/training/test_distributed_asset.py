@@ -17,7 +17,7 @@ def test_asset_trains_on_two_processes_and_streams_their_progress(
 ):
     import dagster as dg
 
-    from ft_pipeline_tests.test_pipeline_model import _meta, model_project
+    from ft_pipeline_tests.training.test_assets import _meta, model_project
 
     training = {
         "learning_rate": 0.01,

@@ -28,7 +28,7 @@ from safetensors.torch import load_file, save_file
 from ft_pipeline.lib.deployment import registry
 from ft_pipeline.lib.deployment.job import KEY_TAG, fluent_tracking_uri
 from ft_pipeline.lib.deployment.serving import ARTIFACT_KEY, predict_folder, read_manifest
-from ft_pipeline_tests.test_pipeline_model import MODEL, ModelProject, _project, model_project
+from ft_pipeline_tests.training.test_assets import MODEL, ModelProject, _project, model_project
 
 NAME = "ft-fixture"
 TEXTS = ["the gate was awful and late", "love this smooth trip", "check the schedule"]
@@ -36,7 +36,7 @@ JOB_TIMEOUT_S = 300
 HELPER = r"""
 import json, os, shutil, signal, sys, traceback
 from pathlib import Path
-from ft_pipeline.lib.training.job import read_info
+from ft_pipeline.lib.training.adapter_info import read_info
 from ft_pipeline.lib.deployment.job import deploy
 from ft_pipeline.lib.evaluation.job import read_result
 from ft_pipeline.lib.state.paths import StatePaths

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from playwright.sync_api import expect
 
 from ft_pipeline.lib.state.paths import PROJECT_ROOT
 from ft_pipeline_tests.conftest import fixture_rows, write_csv, write_recipe
@@ -55,11 +56,6 @@ def browser_page():
         )
         page = browser.new_page(viewport={"width": 1600, "height": 1000})
         page.set_default_timeout(30_000)
-        # Dagster greets a new instance with a newsletter dialog; dismiss it whenever it shows.
-        page.add_locator_handler(
-            page.get_by_text("Join the Dagster community"),
-            lambda: page.get_by_role("button", name="Skip").click(),
-        )
         try:
             yield page
         finally:
@@ -93,6 +89,10 @@ def test_asset_graph_shows_six_assets_and_launches_data_materialization(
         timeout=60,
     )
 
+    # The instance turns off the first-visit "Join the Dagster community" dialog (dagster.yaml
+    # `nux`), which would otherwise cover the page and take the first click.
+    assert server.graphql("{ shouldShowNux }")["data"]["shouldShowNux"] is False
+
     page.goto(f"{server.url}/asset-groups")
     page.get_by_role("button", name="Materialize all").wait_for()
     page.locator("button:has([aria-label=settings])").last.click()  # the graph's settings
@@ -100,7 +100,7 @@ def test_asset_graph_shows_six_assets_and_launches_data_materialization(
     page.keyboard.press("Escape")
     graph = page.locator("svg foreignObject")
     for group, assets in ASSETS.items():
-        assert graph.get_by_text(group, exact=True).first.is_visible(), group
+        expect(graph.get_by_text(group, exact=True).first).to_be_visible()
         for asset in assets:
             graph.get_by_text(asset, exact=True).wait_for(state="visible")
     page.screenshot(path=output_dir / "asset_graph.png")

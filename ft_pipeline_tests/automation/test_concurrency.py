@@ -19,7 +19,7 @@ import pytest
 
 from ft_pipeline_tests.conftest import fixture_rows, write_recipe
 from ft_pipeline_tests.dagster_dev import DagsterDev, dagster_dev, open_instance
-from ft_pipeline_tests.test_pipeline_model import LORA, TRAINING
+from ft_pipeline_tests.training.test_assets import LORA, TRAINING
 
 pytestmark = pytest.mark.live
 

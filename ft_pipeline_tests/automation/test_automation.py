@@ -7,7 +7,7 @@ import pytest
 
 from ft_pipeline.definitions import defs
 from ft_pipeline_tests.conftest import fixture_rows, write_csv
-from ft_pipeline_tests.test_pipeline_model import (
+from ft_pipeline_tests.training.test_assets import (
     KEY,
     MODEL,
     ModelProject,

@@ -4,7 +4,7 @@
 checkpoint. The next `ft-pipeline run` resumes from that checkpoint and ends with the same
 adapter, optimizer step count and loss history as an uninterrupted run, with no MLflow run
 left RUNNING and no Dagster run left STARTED (holding the `training` pool slot). Damaged
-checkpoints are covered by test_reliability_checkpoints.py.
+checkpoints are covered by training/test_checkpoints.py.
 """
 
 from __future__ import annotations

@@ -9,8 +9,9 @@ import pytest
 from datasets import load_from_disk
 
 from ft_pipeline.lib.deployment.serving import predict_folder
+from ft_pipeline.lib.state.paths import PROJECT_ROOT
 from ft_pipeline_tests.conftest import LABELS, fixture_rows, write_csv, write_recipe
-from ft_pipeline_tests.test_pipeline_model import MODEL, TRAINING, _checks, _meta, model_project
+from ft_pipeline_tests.training.test_assets import MODEL, TRAINING, _checks, _meta, model_project
 
 KINDS = {
     "decoder": (
@@ -91,7 +92,7 @@ def test_head_defaults_follow_the_task():
     assert parse_recipe(instruction).model.head == "lm"
     explicit = {"name": "c", "labels": ["a", "b"], "model": {"head": "lm"}}
     assert parse_recipe(explicit).model.head == "lm"
-    root = Path(__file__).resolve().parents[1] / "recipes"
+    root = PROJECT_ROOT / "recipes"
     assert (
         load_recipe(root / "tweet_sentiment_encoder.yaml").model.base == "bundled:all-minilm-l6-v2"
     )

@@ -6,7 +6,7 @@ import pytest
 
 from ft_pipeline.lib.data.readers import ROW_COLUMN
 from ft_pipeline.recipe import parse_recipe
-from ft_pipeline_tests.test_lib_cleaning import check_accounting, clean
+from ft_pipeline_tests.data.test_cleaning import check_accounting, clean
 
 # --- instruction task -------------------------------------------------------------------
 

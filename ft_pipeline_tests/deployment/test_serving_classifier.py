@@ -20,7 +20,7 @@ from ft_pipeline.lib.deployment.serving import (
 from ft_pipeline.lib.model import modeling
 from ft_pipeline.recipe import parse_recipe
 from ft_pipeline_tests.conftest import LABELS
-from ft_pipeline_tests.test_serving import LONG_TEXT, SCORE_COLUMNS, TEXTS, _register
+from ft_pipeline_tests.deployment.test_serving import LONG_TEXT, SCORE_COLUMNS, TEXTS, _register
 
 CLASSIFIER_MAX_LENGTH = 32
 

@@ -1,6 +1,6 @@
 """The PostgreSQL profile and its selection, and the MLflow server command (no server needed).
 
-The end-to-end run on a real PostgreSQL server is test_scale_postgres.py.
+The end-to-end run on a real PostgreSQL server is scale/test_postgres.py.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import yaml
 
 from ft_pipeline.lib.state.paths import PROJECT_ROOT, StatePaths, prepare_dagster_home
 from ft_pipeline.lib.state.tracking_server import backend_store_uri, server_command
-from ft_pipeline_tests.test_scale_executors import PG_ENV, validate_instance_file
+from ft_pipeline_tests.scale.test_executors import PG_ENV, validate_instance_file
 
 PROFILE = PROJECT_ROOT / "dagster.postgres.yaml"
 

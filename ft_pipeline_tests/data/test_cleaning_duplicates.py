@@ -2,7 +2,7 @@
 
 from ft_pipeline.lib.data.cleaning import clean_frame
 from ft_pipeline.lib.data.readers import ROW_COLUMN
-from ft_pipeline_tests.test_lib_cleaning import (
+from ft_pipeline_tests.data.test_cleaning import (
     LONG,
     RECIPE,
     SOURCE,

@@ -27,7 +27,7 @@ from ft_pipeline.lib.deployment import registry
 from ft_pipeline.lib.deployment.serving import predict_folder
 from ft_pipeline.lib.state import atomic
 from ft_pipeline_tests.conftest import cannot_fault, fixture_rows, write_csv, write_recipe
-from ft_pipeline_tests.test_pipeline_model import (
+from ft_pipeline_tests.training.test_assets import (
     LORA,
     MODEL,
     TRAINING,

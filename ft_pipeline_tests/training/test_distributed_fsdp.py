@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from ft_pipeline.lib.training.launch import WorkersFailed, train_in_workers
-from ft_pipeline_tests.test_distributed import (  # noqa: F401 (`data`: a module fixture)
+from ft_pipeline_tests.training.test_distributed import (  # noqa: F401 (`data`: a module fixture)
     REL_TOL,
     _job,
     _ranks,

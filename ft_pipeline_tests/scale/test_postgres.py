@@ -24,7 +24,7 @@ from ft_pipeline_tests.postgres_server import (
     process_group,
     wait_for_http,
 )
-from ft_pipeline_tests.test_pipeline_model import MODEL, ModelProject, _project
+from ft_pipeline_tests.training.test_assets import MODEL, ModelProject, _project
 
 pytestmark = pytest.mark.postgres
 

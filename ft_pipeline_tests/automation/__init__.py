@@ -1,0 +1,1 @@
+"""Tests of sensors, schedules, declarative automation, the live daemon."""

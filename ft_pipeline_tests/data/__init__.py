@@ -1,0 +1,1 @@
+"""Tests of lib/data and the data assets."""

@@ -1,0 +1,1 @@
+"""Tests of lib/deployment: merge, registry, serving."""

@@ -1,0 +1,1 @@
+"""Tests of lib/model: heads and the prefix cache."""

@@ -1,0 +1,1 @@
+"""Tests of the state folder: atomic writes under full and read-only disks."""

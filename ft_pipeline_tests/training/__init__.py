@@ -1,0 +1,1 @@
+"""Tests of lib/training and the training assets."""
