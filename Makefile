@@ -14,7 +14,7 @@ SERVE_PORT ?= 5001
 MODEL_NAME ?= $(shell test -x $(BIN)/python && $(BIN)/python -c "from ft_pipeline.recipe import load_recipe; print(load_recipe('$(RECIPE)').model_name)" 2>/dev/null)
 PYTEST_ARGS ?=
 # Dagster instance settings copied into DAGSTER_HOME: dagster.yaml (SQLite under the state
-# folder) or dagster.postgres.yaml (PostgreSQL; README "Scaling out").
+# folder) or dagster.postgres.yaml (PostgreSQL; docs/scaling-out.md).
 FT_DAGSTER_CONFIG ?= dagster.yaml
 
 export FT_HOME
@@ -26,7 +26,7 @@ export GX_ANALYTICS_ENABLED := false
 
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: install browser-deps postgres-deps run test ui mlflow-ui mlflow-server serve predict rollback bench bench-quality lint format status clean
+.PHONY: install browser-deps postgres-deps run test ui mlflow-ui mlflow-server serve predict rollback bench bench-quality docs lint format status clean
 
 $(STAMP): pyproject.toml requirements-bundled.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -124,6 +124,11 @@ bench: $(STAMP)
 bench-quality: $(STAMP)
 	$(BIN)/python bench/quality_vs_cost.py
 	$(BIN)/python bench/recipe_sweep.py
+
+# The recipe reference, generated from the pydantic recipe model; a test fails when the
+# committed file differs from what this writes.
+docs: $(STAMP)
+	$(BIN)/ft-pipeline recipe-reference --out docs/recipe-reference.md
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

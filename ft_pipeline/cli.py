@@ -246,6 +246,17 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_recipe_reference(args: argparse.Namespace) -> int:
+    """Print the recipe reference (docs/recipe-reference.md), or write it to --out."""
+    from ft_pipeline.recipe_reference import render_reference, write_reference
+
+    if args.out:
+        print(f"wrote {write_reference(args.out)}")
+    else:
+        sys.stdout.write(render_reference())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ft-pipeline", description=__doc__)
     parser.add_argument("--home", help="state folder (default $FT_HOME or .ft_home)")
@@ -269,6 +280,9 @@ def main(argv: list[str] | None = None) -> int:
     server.add_argument("--workers", type=int, help="request workers (MLflow's default: 4)")
     server.add_argument("--allowed-hosts", help="Host headers to accept besides localhost")
     server.set_defaults(func=cmd_mlflow_server)
+    ref = sub.add_parser("recipe-reference", help="Markdown reference of every recipe field")
+    ref.add_argument("--out", help="write it to this file instead of stdout")
+    ref.set_defaults(func=cmd_recipe_reference)
     args = parser.parse_args(argv)
     if args.command == "run":
         args.until_assets = DOWNSTREAM[: DOWNSTREAM.index(args.until) + 1]

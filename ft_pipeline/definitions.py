@@ -49,7 +49,7 @@ defs = dg.Definitions(
     # One process per run, not per step: a step costs no extra interpreter start-up (about
     # 6 s of imports here), and the `training` pool still serialises training steps.
     # FT_EXECUTOR_CONFIG=deploy/k8s/executor.yaml (or deploy/celery/...) runs each step in its
-    # own Kubernetes job (or Celery task) instead: README "Scaling out".
+    # own Kubernetes job (or Celery task) instead: docs/scaling-out.md.
     executor=executor_from_env(),
     resources={
         "state": StateResource(),

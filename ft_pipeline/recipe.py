@@ -23,22 +23,24 @@ from pydantic import (
 )
 
 # The sections are re-exported so that users import everything from ft_pipeline.recipe.
-from ft_pipeline.recipe_sections import (
+from ft_pipeline.recipe_data import (
     BUNDLED_CORPORA,
-    AutomationConfig,
     CleaningConfig,
     ColumnMapping,
     DataConfig,
+    QualityConfig,
+    SourceSpec,
+    SplitConfig,
+    _Strict,
+)
+from ft_pipeline.recipe_model import (
+    AutomationConfig,
     DistributedConfig,
     EvaluationConfig,
     LoraConfig,
     ModelConfig,
     PromptConfig,
-    QualityConfig,
-    SourceSpec,
-    SplitConfig,
     TrainingConfig,
-    _Strict,
 )
 
 __all__ = [
@@ -70,21 +72,43 @@ class RecipeError(ValueError):
 class Recipe(_Strict):
     """A whole fine-tuning task: data, cleaning, gates, prompt, model, training, evaluation."""
 
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]*$")
-    task: Literal["classification", "instruction", "chat"] = "classification"
-    labels: list[str] = Field(default_factory=list)
-    label_aliases: dict[str, str] = Field(default_factory=dict)
-    data: DataConfig = DataConfig()
-    cleaning: CleaningConfig = CleaningConfig()
-    quality: QualityConfig = QualityConfig()
-    split: SplitConfig = SplitConfig()
-    prompt: PromptConfig = Field(default_factory=PromptConfig, validate_default=True)
-    model: ModelConfig = ModelConfig()
-    lora: LoraConfig = LoraConfig()
-    training: TrainingConfig = TrainingConfig()
-    evaluation: EvaluationConfig = EvaluationConfig()
-    automation: AutomationConfig = AutomationConfig()
-    registered_model_name: str | None = None
+    name: str = Field(
+        pattern=r"^[a-z0-9][a-z0-9_\-]*$",
+        description="the task's name (lower case, digits, `_`, `-`): it names the state "
+        "folders and the MLflow experiment",
+    )
+    task: Literal["classification", "instruction", "chat"] = Field(
+        "classification",
+        description="classification: text -> label; instruction: prompt -> response; "
+        "chat: a list of messages ending with the assistant's answer",
+    )
+    labels: list[str] = Field(
+        default_factory=list, description="the label set (classification: at least two)"
+    )
+    label_aliases: dict[str, str] = Field(
+        default_factory=dict, description="data label -> one of `labels`, e.g. `neg: negative`"
+    )
+    data: DataConfig = Field(DataConfig(), description="where rows come from")
+    cleaning: CleaningConfig = Field(CleaningConfig(), description="row normalisation, filters")
+    quality: QualityConfig = Field(QualityConfig(), description="thresholds of the data gates")
+    split: SplitConfig = Field(SplitConfig(), description="train/validation/test split")
+    prompt: PromptConfig = Field(
+        default_factory=PromptConfig,
+        validate_default=True,
+        description="how a row becomes a conversation",
+    )
+    model: ModelConfig = Field(ModelConfig(), description="the base model and its head")
+    lora: LoraConfig = Field(LoraConfig(), description="LoRA hyperparameters")
+    training: TrainingConfig = Field(TrainingConfig(), description="optimisation settings")
+    evaluation: EvaluationConfig = Field(
+        EvaluationConfig(), description="the promotion gate and evaluation sizes"
+    )
+    automation: AutomationConfig = Field(
+        AutomationConfig(), description="when the pipeline reruns by itself"
+    )
+    registered_model_name: str | None = Field(
+        None, description="MLflow registered model name; null: `ft-<name>`"
+    )
 
     @field_validator("labels")
     @classmethod
@@ -113,7 +137,8 @@ class Recipe(_Strict):
     @classmethod
     def _default_head(cls, data: Any) -> Any:
         """Classification defaults to the classifier head: bench/quality_vs_cost.py measured
-        it better and cheaper than next-token labels on the same rows (README, "Which head?")."""
+        it better and cheaper than next-token labels on the same rows
+        (docs/heads-and-benchmarks.md)."""
         if not isinstance(data, dict) or not isinstance(data.get("model") or {}, dict):
             return data  # not a mapping: the field validators report it
         model = dict(data.get("model") or {})

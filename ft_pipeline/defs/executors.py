@@ -2,7 +2,7 @@
 
 `deploy/k8s/executor.yaml` runs each step (asset or check) as its own Kubernetes job
 (dagster-k8s) and `deploy/celery/executor.yaml` sends each step to Celery workers
-(dagster-celery); see README "Scaling out". Such a file names the executor and holds its run
+(dagster-celery); see docs/scaling-out.md. Such a file names the executor and holds its run
 config block, so the Celery one is also the file its workers start with
 (`dagster-celery worker start -y ...`):
 

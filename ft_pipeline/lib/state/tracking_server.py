@@ -1,4 +1,4 @@
-"""An MLflow tracking server whose backend store is PostgreSQL (README "Scaling out").
+"""An MLflow tracking server whose backend store is PostgreSQL (docs/scaling-out.md).
 
 The server reaches PostgreSQL with the same environment variables as Dagster's PostgreSQL
 profile (`dagster.postgres.yaml`): DAGSTER_PG_HOST, DAGSTER_PG_PORT (5432), DAGSTER_PG_USER and
@@ -28,7 +28,7 @@ def backend_store_uri(env: Mapping[str, str]) -> str:
     if missing:
         raise ValueError(
             f"set {' and '.join(missing)} (and DAGSTER_PG_PORT, DAGSTER_PG_PASSWORD) to reach "
-            "PostgreSQL; README 'Scaling out'"
+            "PostgreSQL; docs/scaling-out.md"
         )
     user = quote(env["DAGSTER_PG_USER"], safe="")
     port = env.get("DAGSTER_PG_PORT") or "5432"
