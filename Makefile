@@ -13,6 +13,9 @@ MLFLOW_PORT ?= 5000
 SERVE_PORT ?= 5001
 MODEL_NAME ?= $(shell test -x $(BIN)/python && $(BIN)/python -c "from ft_pipeline.recipe import load_recipe; print(load_recipe('$(RECIPE)').model_name)" 2>/dev/null)
 PYTEST_ARGS ?=
+# make test runs the suite on this many pytest-xdist workers (the live tests, which each start
+# `dagster dev`, share one of them). PYTEST_WORKERS=0 runs it in one process.
+PYTEST_WORKERS ?= 2
 # Dagster instance settings copied into DAGSTER_HOME: dagster.yaml (SQLite under the state
 # folder) or dagster.postgres.yaml (PostgreSQL; docs/scaling-out.md).
 FT_DAGSTER_CONFIG ?= dagster.yaml
@@ -66,7 +69,7 @@ status: $(STAMP)
 test: $(STAMP) browser-deps postgres-deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # Dagster (webserver + daemon) on UI_PORT and the MLflow UI on MLFLOW_PORT; Ctrl-C stops both.
 # With FT_MLFLOW_TRACKING_URI set (`make mlflow-server` running), no MLflow UI is started:

@@ -15,6 +15,16 @@ from mlflow.tracking._tracking_service import utils as tracking_utils
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under `pytest -n N` (make test), each worker's torch keeps to one thread: N workers on
+    N cores, instead of N x cores threads fighting over them."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)
+
+
 CHATML = (
     "{% for message in messages %}"
     "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"

@@ -8,6 +8,8 @@ or beside it, and lib/ never imports Dagster (docs/development.md).
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -86,3 +88,16 @@ def test_no_function_over_80_lines(path: Path):
         and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
     ]
     assert not long, f"{path.relative_to(PROJECT_ROOT)}: split along a seam: {long}"
+
+
+def test_the_code_location_loads_without_the_heavy_libraries():
+    """The webserver, the daemon and every run load the code location: torch, transformers,
+    MLflow and Great Expectations load only in the steps that use them."""
+    heavy = ("torch", "transformers", "datasets", "mlflow", "great_expectations", "peft")
+    probe = (
+        f"import sys, ft_pipeline.definitions; print([m for m in {heavy!r} if m in sys.modules])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=300
+    )
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr[-2000:]

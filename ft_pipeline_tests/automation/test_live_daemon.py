@@ -18,7 +18,7 @@ from ft_pipeline_tests.conftest import fixture_rows, write_recipe
 from ft_pipeline_tests.dagster_dev import DagsterDev, dagster_dev, open_instance
 from ft_pipeline_tests.training.test_assets import LORA, TRAINING
 
-pytestmark = pytest.mark.live
+pytestmark = [pytest.mark.live, pytest.mark.xdist_group("live")]
 
 DOWNSTREAM = ("tokenized_dataset", "fine_tuned_adapter", "evaluation_report", "deployed_model")
 TICKS_QUERY = """

@@ -26,7 +26,7 @@ from ft_pipeline_tests.postgres_server import (
 )
 from ft_pipeline_tests.training.test_assets import MODEL, ModelProject, _project
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.xdist_group("live")]
 
 
 @pytest.fixture

@@ -19,7 +19,8 @@ from ft_pipeline.lib.state.paths import PROJECT_ROOT
 from ft_pipeline_tests.conftest import fixture_rows, write_csv, write_recipe
 from ft_pipeline_tests.dagster_dev import DagsterDev, dagster_dev, open_instance
 
-pytestmark = [pytest.mark.live, pytest.mark.browser]
+# One `dagster dev` at a time: the live tests share one xdist worker (conftest).
+pytestmark = [pytest.mark.live, pytest.mark.browser, pytest.mark.xdist_group("live")]
 
 CHROMIUM = Path(os.environ.get("FT_CHROMIUM", "/usr/bin/chromium"))
 ASSETS = {

@@ -2,6 +2,9 @@
 
 Each Dagster check runs one small suite (one property) and puts `summarize()`'s output in
 its metadata, so a failed gate shows which expectation failed and sample bad values.
+
+Great Expectations takes seconds to import, so it loads on the first suite, not with the
+code location: the webserver, the daemon and every run without a data check skip it.
 """
 
 from __future__ import annotations
@@ -15,10 +18,12 @@ import pandas as pd
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
-import great_expectations as gx
-from great_expectations.data_context.types.base import ProgressBarsConfig
 
-E = gx.expectations
+def gx_expectations():
+    """`great_expectations.expectations`, imported on first use."""
+    import great_expectations as gx
+
+    return gx.expectations
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,9 @@ class SuiteOutcome:
 
 @lru_cache(maxsize=1)
 def _batch_definition():
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     source = context.data_sources.add_pandas("ft_pipeline")
@@ -52,6 +60,8 @@ def _jsonable(value: Any) -> Any:
 
 def run_suite(frame: pd.DataFrame, name: str, expectations: list[Any]) -> SuiteOutcome:
     """Validate `frame` against a named suite of GX expectations."""
+    import great_expectations as gx
+
     batch = _batch_definition().get_batch(batch_parameters={"dataframe": frame})
     result = batch.validate(gx.ExpectationSuite(name=name, expectations=expectations))
     rows = []

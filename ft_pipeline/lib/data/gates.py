@@ -10,13 +10,19 @@ from collections.abc import Callable
 
 import pandas as pd
 
-from ft_pipeline.lib.data.expectations import E, SuiteOutcome, label_share_frame, run_suite
+from ft_pipeline.lib.data.expectations import (
+    SuiteOutcome,
+    gx_expectations,
+    label_share_frame,
+    run_suite,
+)
 from ft_pipeline.recipe import Recipe
 
 Gate = Callable[[pd.DataFrame, Recipe], SuiteOutcome | None]
 
 
 def labels_in_set(frame: pd.DataFrame, recipe: Recipe) -> SuiteOutcome | None:
+    E = gx_expectations()
     if recipe.task != "classification":
         return None
     return run_suite(
@@ -30,10 +36,12 @@ def labels_in_set(frame: pd.DataFrame, recipe: Recipe) -> SuiteOutcome | None:
 
 
 def text_not_null(frame: pd.DataFrame, recipe: Recipe) -> SuiteOutcome | None:
+    E = gx_expectations()
     return run_suite(frame, "text_not_null", [E.ExpectColumnValuesToNotBeNull(column="text")])
 
 
 def text_length_in_bounds(frame: pd.DataFrame, recipe: Recipe) -> SuiteOutcome | None:
+    E = gx_expectations()
     c = recipe.cleaning
     return run_suite(
         frame,
@@ -47,10 +55,12 @@ def text_length_in_bounds(frame: pd.DataFrame, recipe: Recipe) -> SuiteOutcome |
 
 
 def texts_unique(frame: pd.DataFrame, recipe: Recipe) -> SuiteOutcome | None:
+    E = gx_expectations()
     return run_suite(frame, "texts_unique", [E.ExpectColumnValuesToBeUnique(column="dedup_key")])
 
 
 def confidence_in_range(frame: pd.DataFrame, recipe: Recipe) -> SuiteOutcome | None:
+    E = gx_expectations()
     if frame["confidence"].notna().sum() == 0:
         return None
     return run_suite(
@@ -61,6 +71,7 @@ def confidence_in_range(frame: pd.DataFrame, recipe: Recipe) -> SuiteOutcome | N
 
 
 def label_shares(frame: pd.DataFrame, recipe: Recipe) -> SuiteOutcome | None:
+    E = gx_expectations()
     if recipe.task != "classification" or recipe.quality.min_label_share <= 0:
         return None
     shares = label_share_frame(frame["label"], recipe.labels)
