@@ -35,11 +35,9 @@ $(STAMP): pyproject.toml requirements-bundled.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch first and pinned: the CPU wheel, not a multi-GB CUDA build.
-	# --no-compile: Python compiles only the modules it imports, on first import, instead of
-	# pip compiling every file of torch, transformers, MLflow, Dagster... at install.
-	$(BIN)/python -m pip install -q --no-compile torch==2.13.0
-	$(BIN)/python -m pip install -q --no-compile -e '.[dev]'
-	$(BIN)/python -m pip install -q --no-compile --no-deps -r requirements-bundled.txt
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q --no-deps -r requirements-bundled.txt
 	@touch $@
 
 install: $(STAMP)
