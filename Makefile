@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+UV := $(BIN)/uv
+# Into this venv, compiled at install (as pip does), so no process compiles them again.
+UV_FLAGS := --python $(BIN)/python --compile-bytecode
 FT_HOME ?= $(CURDIR)/.ft_home
 RECIPE ?= recipes/tweet_sentiment.yaml
 # Every server binds to loopback; BIND_HOST=0.0.0.0 exposes them (behind your own auth/proxy).
@@ -33,11 +36,12 @@ CHROMIUM ?= /usr/bin/chromium
 
 $(STAMP): pyproject.toml requirements-bundled.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	# torch first and pinned: the CPU wheel, not a multi-GB CUDA build.
-	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[dev]'
-	$(BIN)/python -m pip install -q --no-deps -r requirements-bundled.txt
+	# torch first and pinned, by pip, which finds the CPU wheel in pip's configured find-links
+	# (uv does not read pip's config); then uv installs the rest, about 3x faster than pip,
+	# keeping the installed torch (it satisfies the project's torch==2.13.0).
+	$(BIN)/python -m pip install -q torch==2.13.0 uv==0.13.9
+	$(UV) pip install -q $(UV_FLAGS) -e '.[dev]'
+	$(UV) pip install -q $(UV_FLAGS) --no-deps -r requirements-bundled.txt
 	@touch $@
 
 install: $(STAMP)
