@@ -6,7 +6,14 @@ import pandas as pd
 import pytest
 
 from ft_pipeline.lib.data.readers import ROW_COLUMN
-from ft_pipeline.lib.data.splits import SPLITS, assign_splits, join_partitions, leaking_keys
+from ft_pipeline.lib.data.splits import (
+    SPLITS,
+    assign_splits,
+    join_partitions,
+    leaking_keys,
+    split_digest,
+    split_ledger,
+)
 from ft_pipeline.lib.data.text import dedup_key
 
 LONG = (
@@ -210,3 +217,52 @@ def test_leaking_keys_ignores_repeats_within_one_split():
     assert leaking_keys(rows, split) == []
     split = pd.Series(["train", "validation", "test", "validation"])
     assert leaking_keys(rows, split) == ["k1"]
+
+
+def growing(n: int) -> pd.DataFrame:
+    """The first n rows of one growing dataset (three labels; row i is always the same)."""
+    labels = ["negative", "neutral", "positive"]
+    return pd.DataFrame(
+        {
+            "label": [labels[(i * 7) % 3] for i in range(n)],
+            "dedup_key": [f"grown text {i}" for i in range(n)],
+        }
+    )
+
+
+@pytest.mark.parametrize("stratify", ["label", None])
+def test_a_row_never_changes_split_as_data_grows_from_5_to_5000_rows(stratify):
+    """Each build pins what the earlier ones split (the ledger), even rows that small data
+    moved into a split: they stay there when, by their hash alone, they would not."""
+    sizes = [5, 6, 8, 11, 15, 21, 30, 45, 70, 100, 160, 250, 400, 700, 1200, 2000, 3200, 5000]
+    ledger = None
+    for n in sizes:
+        rows = growing(n)
+        split, _ = assign_splits(rows, 0.1, 0.1, 7, stratify, pinned=ledger)
+        if ledger is not None:
+            seen = rows["dedup_key"].isin(ledger.index)
+            assert seen.sum() == len(ledger)
+            now = pd.Series(split[seen].to_numpy(), index=rows.loc[seen, "dedup_key"])
+            moved = now[now != ledger.reindex(now.index)]
+            assert moved.empty, f"at {n} rows these rows changed split: {moved.to_dict()}"
+        ledger = split_ledger(rows["dedup_key"], split, ledger)
+    final = pd.Series(split.to_numpy(), index=rows["dedup_key"]).value_counts()
+    assert within(final["test"], 5000, 0.1) and within(final["validation"], 5000, 0.1)
+    # Without the ledger, some early rows would fall back out of the split small data
+    # moved them into: the guarantee is the ledger's doing, not luck.
+    alone, _ = assign_splits(rows, 0.1, 0.1, 7, stratify)
+    assert (alone.to_numpy() != split.to_numpy()).sum() > 0
+
+
+def test_the_ledger_keeps_keys_that_are_gone_and_the_digest_follows_the_splits():
+    rows = growing(40)
+    split, _ = assign_splits(rows, 0.1, 0.1, 42, "label")
+    ledger = split_ledger(rows["dedup_key"], split, None)
+    fewer = rows.iloc[10:]
+    again = split_ledger(fewer["dedup_key"], split.iloc[10:], ledger)
+    pd.testing.assert_series_equal(again, ledger)  # the 10 gone keys keep their split
+    digest = split_digest(ledger, rows["dedup_key"])
+    assert split_digest(again, rows["dedup_key"]) == digest
+    other = ledger.copy()
+    other.iloc[0] = "test" if other.iloc[0] != "test" else "train"
+    assert split_digest(other, rows["dedup_key"]) != digest

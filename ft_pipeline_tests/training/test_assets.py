@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +27,7 @@ KEY = "file:data/corpus.csv"
 DATA = dg.AssetSelection.assets("raw_data", "cleaned_data")
 TOKENIZED = dg.AssetSelection.assets("tokenized_dataset")
 MODEL = dg.AssetSelection.assets("fine_tuned_adapter", "evaluation_report", "deployed_model")
+TRAIN_AND_EVALUATE = dg.AssetSelection.assets("fine_tuned_adapter", "evaluation_report")
 TRAINING = {
     "learning_rate": 0.01,
     "batch_size": 8,
@@ -103,7 +105,9 @@ def _checks(result) -> dict[str, bool]:
     return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
 
 
-def test_train_evaluate_deploy_then_reuse(project: ModelProject):
+def test_train_evaluate_deploy_then_reuse_until_an_evaluation_setting_changes(
+    project: ModelProject,
+):
     result = project.materialize(MODEL)
     assert result.success, _checks(result)
     adapter = _meta(result, "fine_tuned_adapter")
@@ -134,9 +138,23 @@ def test_train_evaluate_deploy_then_reuse(project: ModelProject):
     champion = registry.champion(project.client, "ft-fixture")
     assert champion is not None and str(champion.version) == "1"
 
-    again = project.materialize(dg.AssetSelection.assets("fine_tuned_adapter"))
+    again = project.materialize(TRAIN_AND_EVALUATE)
     assert again.success and _meta(again, "fine_tuned_adapter")["reused"] is True
     assert _meta(again, "fine_tuned_adapter")["adapter_key"] == adapter["adapter_key"]
+    assert "base model" in _meta(again, "fine_tuned_adapter")["key_covers"]
+    evaluated = _meta(again, "evaluation_report")
+    assert evaluated["reused"] is True and evaluated["evaluation_key"] == report["evaluation_key"]
+
+    # An evaluation setting changes: the adapter is reused, its evaluation is made again.
+    settings = yaml.safe_load(Path(project.recipe.path).read_text())
+    settings.setdefault("evaluation", {})["max_test_rows"] = 5
+    Path(project.recipe.path).write_text(yaml.safe_dump(settings))
+    changed = project.materialize(TRAIN_AND_EVALUATE)
+    assert _meta(changed, "fine_tuned_adapter")["reused"] is True
+    evaluated = _meta(changed, "evaluation_report")
+    assert evaluated["reused"] is False and evaluated["evaluation_key"] != report["evaluation_key"]
+    result = json.loads(Path(evaluated["report_path"]).with_name("result.json").read_text())
+    assert result["test_rows"] == 5 and result["evaluation_key"] == evaluated["evaluation_key"]
 
 
 def test_crash_then_rematerialize_resumes_from_last_checkpoint(project: ModelProject):

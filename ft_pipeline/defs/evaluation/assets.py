@@ -44,10 +44,10 @@ def evaluation_report(
     from ft_pipeline.lib.data.tokenized import load_tokenized
     from ft_pipeline.lib.deployment.registry import champion_metrics
     from ft_pipeline.lib.evaluation.job import (
-        evaluate,
+        EVALUATION_KEY_COVERS,
+        evaluate_or_reuse,
         gate,
         log_evaluation,
-        read_result,
         write_report,
     )
     from ft_pipeline.lib.training.adapter_info import read_info
@@ -62,23 +62,18 @@ def evaluation_report(
             description=f"adapter {key} is incomplete: re-materialize fine_tuned_adapter"
         )
     out_dir = paths.reports(r.name) / key
-    result = read_result(out_dir)
-    reused = result is not None
-    if reused:
-        context.log.info(f"reusing the evaluation of adapter {key}")
-    else:
-        dataset, _ = load_tokenized(paths.tokenized(r.name))
-        result = evaluate(
-            folder / "adapter",
-            r,
-            dataset,
-            paths.models,
-            out_dir,
-            log=context.log.info,
-            device=trainer.device,
-        )
+    dataset, _ = load_tokenized(paths.tokenized(r.name))
+    result, eval_key, reused = evaluate_or_reuse(
+        folder / "adapter",
+        r,
+        dataset,
+        paths.models,
+        out_dir,
+        log=context.log.info,
+        device=trainer.device,
+    )
     tracker = mlflow.tracker(state, r)
-    result.update(adapter_key=key, data_version=info["data_version"])
+    result.update(adapter_key=key, data_version=info["data_version"], evaluation_key=eval_key)
     result["gate"] = gate(result, r, champion_metrics(tracker.client, r.model_name))
     report = write_report(result, out_dir)
     run_id = log_evaluation(tracker, r, result, info, out_dir, run_tags(context))
@@ -96,6 +91,8 @@ def evaluation_report(
             "gate_reasons": result["gate"]["reasons"],
             "adapter_key": key,
             "reused": reused,
+            "evaluation_key": eval_key,
+            "key_covers": EVALUATION_KEY_COVERS,
             "mlflow_run_id": run_id,
         },
     )

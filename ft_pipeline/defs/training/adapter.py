@@ -15,7 +15,7 @@ from ft_pipeline.defs.resources import (
 )
 from ft_pipeline.defs.stale_runs import owner_tags
 from ft_pipeline.defs.training.assets import tokenized_dataset
-from ft_pipeline.lib.training.keys import code_version
+from ft_pipeline.lib.training.keys import ADAPTER_KEY_COVERS, code_version
 
 
 @dg.asset(
@@ -71,6 +71,7 @@ def fine_tuned_adapter(
         metadata={
             "adapter_key": outcome.key,
             "reused": outcome.reused,
+            "key_covers": ADAPTER_KEY_COVERS,
             "mlflow_run_id": info["mlflow_run_id"],
             "steps": info["steps"],
             "train_rows": info["train_rows"],

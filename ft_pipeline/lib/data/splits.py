@@ -76,7 +76,12 @@ def split_points(keys: pd.Series, seed: int) -> np.ndarray:
 
 
 def assign_splits(
-    rows: pd.DataFrame, validation: float, test: float, seed: int, stratify: str | None
+    rows: pd.DataFrame,
+    validation: float,
+    test: float,
+    seed: int,
+    stratify: str | None,
+    pinned: pd.Series | None = None,
 ) -> tuple[pd.Series, bool]:
     """A split name per row; returns (splits, whether every label is in every split).
 
@@ -84,14 +89,24 @@ def assign_splits(
     row that was already split: a model trained earlier never saw today's test rows, and
     successive models share their old test rows. Labels are represented in proportion in
     expectation; when a label is too rare to land in a split by chance (small data), its
-    rows closest to that split's range are moved in, so every label is in every split.
+    new rows closest to that split's range are moved in, so every label is in every split.
+
+    `pinned` (dedup key -> split, from earlier builds with the same fractions and seed; see
+    `split_ledger`) keeps every key it holds where it was. That is what makes the guarantee
+    hold at every data size: a row moved into a split on small data stays there as the data
+    grows, though by its hash alone it would fall back into train.
     """
     point = pd.Series(split_points(rows["dedup_key"], seed), index=rows.index)
     split = pd.Series("train", index=rows.index, dtype=object)
     split[point < test + validation] = "validation"
     split[point < test] = "test"
+    fixed = pd.Series(False, index=rows.index)
+    if pinned is not None and len(pinned):
+        known = rows["dedup_key"].map(pinned)
+        fixed = known.notna()
+        split[fixed] = known[fixed]
     if not stratify:
-        _ensure_nonempty(split, point, validation, test)
+        _ensure_nonempty(split, point, fixed, validation, test)
         return split, False
     labels = rows[stratify]
     # Every label in every split needs enough rows per label and per split.
@@ -101,24 +116,40 @@ def assign_splits(
     stratified = bool(smallest >= 3 and min(n_test, n_val) >= n_classes)
     if stratified:
         for _, group in split.groupby(labels):
-            _ensure_nonempty(split, point, validation, test, group.index)
+            _ensure_nonempty(split, point, fixed, validation, test, group.index)
     else:
-        _ensure_nonempty(split, point, validation, test)
+        _ensure_nonempty(split, point, fixed, validation, test)
     return split, stratified
 
 
-def _ensure_nonempty(split, point, validation, test, among=None) -> None:
-    """Move the row nearest to an empty split's range into it (small data only)."""
+def _ensure_nonempty(split, point, fixed, validation, test, among=None) -> None:
+    """Move the new (unpinned) row nearest to an empty split's range into it (small data)."""
     among = split.index if among is None else among
     centre = {"test": test / 2, "validation": test + validation / 2, "train": 1.0}
     for name in ("test", "validation", "train"):
         if len(among) < 3 or (split[among] == name).any():
             continue
         counts = split[among].value_counts()
-        donors = [i for i in among if counts[split[i]] > 1]
+        donors = [i for i in among if not fixed[i] and counts[split[i]] > 1]
         if donors:
             nearest = min(donors, key=lambda i: (abs(point[i] - centre[name]), point[i]))
             split[nearest] = name
+
+
+def split_ledger(keys: pd.Series, split: pd.Series, earlier: pd.Series | None) -> pd.Series:
+    """dedup key -> split of every key split so far: today's rows and the earlier ledger's
+    keys that are gone today (a text that comes back returns to its old split)."""
+    today = pd.Series(split.to_numpy(), index=keys.to_numpy(), dtype=object)
+    if earlier is None or not len(earlier):
+        return today.sort_index()
+    gone = earlier[~earlier.index.isin(today.index)]
+    return pd.concat([gone, today]).sort_index()
+
+
+def split_digest(ledger: pd.Series, keys: pd.Series) -> str:
+    """A digest of the split of each of these keys (part of the tokenized data version)."""
+    pairs = sorted(zip(keys, ledger.reindex(keys.to_numpy()), strict=True))
+    return hashlib.sha256(repr(pairs).encode()).hexdigest()[:16]
 
 
 def leaking_keys(rows: pd.DataFrame, split: pd.Series) -> list[str]:

@@ -17,7 +17,14 @@ from datasets import Dataset, DatasetDict, load_from_disk
 from ft_pipeline.lib.data.partition_cache import POS, PartitionCache
 from ft_pipeline.lib.data.readers import ROW_COLUMN
 from ft_pipeline.lib.data.rendering import IGNORE_INDEX, encode_plain, encode_rows
-from ft_pipeline.lib.data.splits import SPLITS, assign_splits, join_partitions, leaking_keys
+from ft_pipeline.lib.data.splits import (
+    SPLITS,
+    assign_splits,
+    join_partitions,
+    leaking_keys,
+    split_digest,
+    split_ledger,
+)
 from ft_pipeline.lib.state.atomic import staged_dir
 from ft_pipeline.lib.state.gcpause import paused_gc
 from ft_pipeline.lib.state.paths import StatePaths
@@ -26,6 +33,7 @@ from ft_pipeline.recipe import Recipe
 DATASET_DIR = "dataset"
 DROPPED_FILE = "dropped.parquet"
 MANIFEST_FILE = "manifest.json"
+LEDGER_FILE = "split_ledger.parquet"  # dedup key -> split of every key split so far
 LENGTH_REASONS = ("too_long_for_max_length",)
 
 
@@ -36,12 +44,31 @@ class TokenizedResult:
     dataset: DatasetDict
     dropped: pd.DataFrame
     stats: dict[str, Any] = field(default_factory=dict)
+    ledger: pd.Series | None = None  # dedup key -> split, for the next build (`split_ledger`)
 
 
-def fingerprint(parts: dict[str, str], recipe: Recipe) -> str:
-    """Data version of the tokenized dataset: clean partition versions + recipe."""
-    payload = json.dumps({"parts": parts, "recipe": recipe.tokenization_hash()}, sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+def fingerprint(parts: dict[str, str], recipe: Recipe, splits: str = "") -> str:
+    """Data version of the tokenized dataset: clean partition versions, recipe, and the
+    digest of each row's split (which also depends on the earlier builds' ledger)."""
+    payload = {"parts": parts, "recipe": recipe.tokenization_hash(), "splits": splits}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def split_config(recipe: Recipe) -> dict[str, Any]:
+    """What the split of a row depends on, besides its key: an earlier ledger made with
+    other settings does not apply."""
+    return {**recipe.split.model_dump(), "stratify": recipe.task == "classification"}
+
+
+def earlier_ledger(target: Path, recipe: Recipe) -> pd.Series | None:
+    """The split ledger of the dataset saved at `target`, if made with today's settings."""
+    manifest, ledger = target / MANIFEST_FILE, target / LEDGER_FILE
+    if not (manifest.is_file() and ledger.is_file()):
+        return None
+    if json.loads(manifest.read_text()).get("split_config") != split_config(recipe):
+        return None
+    frame = pd.read_parquet(ledger)
+    return pd.Series(frame["split"].to_numpy(), index=frame["dedup_key"].to_numpy(), dtype=object)
 
 
 def build_tokenized(
@@ -50,17 +77,19 @@ def build_tokenized(
     tokenizer: Any,
     versions: dict[str, str] | None = None,
     cache: PartitionCache | None = None,
+    pinned: pd.Series | None = None,
 ) -> TokenizedResult:
     """Join, dedup across partitions, split, render and tokenize.
 
     With `versions` (each partition's data version) and a `cache`, each partition's
-    signatures and encoded rows are reused from earlier builds.
+    signatures and encoded rows are reused from earlier builds. `pinned` is the earlier
+    builds' split ledger: the keys it holds keep their split (`assign_splits`).
     """
     with paused_gc():
-        return _build(frames, recipe, tokenizer, versions, cache)
+        return _build(frames, recipe, tokenizer, versions, cache, pinned)
 
 
-def _build(frames, recipe, tokenizer, versions, cache) -> TokenizedResult:
+def _build(frames, recipe, tokenizer, versions, cache, pinned) -> TokenizedResult:
     cache = cache if versions is not None and cache is not None else PartitionCache(None)
     versions = versions or {}
     keys = [k for k in sorted(frames) if len(frames[k])]
@@ -87,8 +116,10 @@ def _build(frames, recipe, tokenizer, versions, cache) -> TokenizedResult:
         recipe.split.test,
         recipe.split.seed,
         "label" if recipe.task == "classification" else None,
+        pinned,
     )
     rows["split"] = split
+    ledger = split_ledger(rows["dedup_key"], split, pinned)
     if recipe.task == "classification":
         rows["label_id"] = rows["label"].map(recipe.labels.index).astype("int64")
     rows = rows.drop(columns=["messages"] if recipe.task != "chat" else [])
@@ -112,11 +143,13 @@ def _build(frames, recipe, tokenizer, versions, cache) -> TokenizedResult:
         "too_long_rows": n_too_long,
         "truncation_rate": (int(rows["truncated"].sum()) + n_too_long) / max(1, len(joined.rows)),
         "leaking_keys": len(leaking_keys(rows, rows["split"])),
+        "pinned_rows": int(rows["dedup_key"].isin(pinned.index).sum()) if pinned is not None else 0,
+        "split_digest": split_digest(ledger, rows["dedup_key"]),
         "partition_cache": {"hits": cache.hits, "misses": cache.misses},
     }
     if stats["rows_in"] != stats["rows_out"] + stats["rows_dropped"]:
         raise AssertionError(f"tokenized row accounting broken: {stats}")
-    return TokenizedResult(dataset, dropped, stats)
+    return TokenizedResult(dataset, dropped, stats, ledger)
 
 
 def tokenize_partitions(
@@ -133,10 +166,12 @@ def tokenize_partitions(
     saved beside it (data version, partitions joined and left out, stats, split summary).
     """
     cache = PartitionCache(paths.partition_cache(recipe.name), recipe.tokenization_hash())
-    result = build_tokenized(frames, recipe, tokenizer, versions, cache)
+    pinned = earlier_ledger(paths.tokenized(recipe.name), recipe)
+    result = build_tokenized(frames, recipe, tokenizer, versions, cache, pinned)
     cache.prune()
     manifest = {
-        "data_version": fingerprint(versions, recipe),
+        "data_version": fingerprint(versions, recipe, result.stats["split_digest"]),
+        "split_config": split_config(recipe),
         "recipe": recipe.name,
         "recipe_hash": recipe.content_hash(),
         "base_model": recipe.model.base,
@@ -191,6 +226,9 @@ def save_tokenized(result: TokenizedResult, target: Path, manifest: dict[str, An
     with staged_dir(target, label="tokenized") as tmp:
         result.dataset.save_to_disk(str(tmp / DATASET_DIR))
         result.dropped.to_parquet(tmp / DROPPED_FILE, index=False)
+        if result.ledger is not None:
+            ledger = pd.DataFrame({"dedup_key": result.ledger.index, "split": result.ledger})
+            ledger.to_parquet(tmp / LEDGER_FILE, index=False)
         (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, default=str))
 
 

@@ -7,6 +7,7 @@ macro-F1 gain. Instruction/chat: answer loss, perplexity, exact match and token 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from ft_pipeline.lib.evaluation.report import render_report
 from ft_pipeline.lib.model.base_models import load_tokenizer, resolve_base_model
 from ft_pipeline.lib.model.modeling import pick_device, pick_dtype
 from ft_pipeline.lib.model.scoring import perplexity
+from ft_pipeline.lib.state.fingerprint import code_fingerprint
 from ft_pipeline.lib.state.tracking import Tracker, lineage_tags
 from ft_pipeline.lib.training.adapter_info import history
 from ft_pipeline.lib.training.job import train_indices, val_indices
@@ -32,6 +34,12 @@ from ft_pipeline.recipe import Recipe
 RESULT_FILE = "result.json"
 REPORT_FILE = "report.md"
 TFIDF = "tfidf"
+# Evaluation starts here; every project module it imports is in the evaluation key.
+EVALUATION_ENTRY = "ft_pipeline.lib.evaluation.job"
+EVALUATION_KEY_COVERS = (
+    "adapter key; recipe sections evaluation, split, task, labels, prompt, model; the code "
+    "of every module evaluation imports; a digest of the test rows scored"
+)
 
 
 def primary_metric(recipe: Recipe) -> str:
@@ -42,6 +50,61 @@ def test_indices(dataset: DatasetDict, recipe: Recipe) -> list[int]:
     labels = dataset["test"]["label"] if recipe.task == "classification" else None
     limit = recipe.evaluation.max_test_rows
     return sample_indices(len(dataset["test"]), limit, recipe.split.seed, labels)
+
+
+def test_digest(dataset: DatasetDict, recipe: Recipe) -> str:
+    """A digest of the test rows the evaluation scores: their keys, labels and tokens."""
+    test = dataset["test"].select(test_indices(dataset, recipe))
+    names = ("dedup_key", "label", "response", "input_ids")
+    payload = {c: test[c] for c in names if c in test.column_names}
+    return hashlib.sha256(json.dumps(payload, default=str).encode()).hexdigest()[:16]
+
+
+def evaluation_key(adapter_key: str, recipe: Recipe, digest: str, root: Path | None = None) -> str:
+    """What an evaluation result is reused by (EVALUATION_KEY_COVERS); `root` is the package
+    folder whose code is hashed (default: the installed one)."""
+    sections = recipe.content_hash("evaluation", "split", "task", "labels", "prompt", "model")
+    payload = {
+        "adapter": adapter_key,
+        "recipe": sections,
+        "code": code_fingerprint([EVALUATION_ENTRY], root),
+        "test_rows": digest,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def reusable_result(out_dir: Path, key: str) -> dict[str, Any] | None:
+    """The saved result, if it was made under this evaluation key."""
+    result = read_result(out_dir)
+    return result if result is not None and result.get("evaluation_key") == key else None
+
+
+def evaluate_or_reuse(
+    adapter_dir: Path,
+    recipe: Recipe,
+    dataset: DatasetDict,
+    models_cache: Path,
+    out_dir: Path,
+    *,
+    log: Callable[[str], None],
+    device: str = "auto",
+) -> tuple[dict[str, Any], str, bool]:
+    """(result, evaluation key, reused): the saved result of `out_dir` when its evaluation
+    key is today's, else a new evaluation (which the caller writes with `write_report`)."""
+    adapter_key = adapter_dir.parent.name
+    key = evaluation_key(adapter_key, recipe, test_digest(dataset, recipe))
+    result = reusable_result(out_dir, key)
+    if result is not None:
+        log(f"reusing evaluation {key} of adapter {adapter_key}")
+        return result, key, True
+    if read_result(out_dir) is not None:
+        log(
+            f"adapter {adapter_key} was evaluated under another key (its evaluation settings, "
+            f"code or test rows changed): evaluating again as {key}"
+        )
+    result = evaluate(adapter_dir, recipe, dataset, models_cache, out_dir, log=log, device=device)
+    result["evaluation_key"] = key
+    return result, key, False
 
 
 def gate(result: dict[str, Any], recipe: Recipe, champion: dict[str, float] | None) -> dict:

@@ -9,18 +9,18 @@ import hashlib
 import json
 from pathlib import Path
 
-import ft_pipeline
 from ft_pipeline.lib.model.base_models import BUNDLED_MODELS, package_file
+from ft_pipeline.lib.state.fingerprint import code_fingerprint, module_closure
 from ft_pipeline.lib.state.paths import file_sha256
 from ft_pipeline.recipe import DistributedConfig, Recipe
 
-# Modules whose code decides what a trained adapter is: a change here retrains.
-_TRAINING_MODULES = ("training/training.py", "training/loop.py", "training/distributed.py")
-_TRAINING_MODULES += (
-    "model/modeling.py",
-    "model/batching.py",
-    "data/rendering.py",
-    "data/tokenized.py",
+# Training starts here (the asset and the CLI call its `fit_adapter`; distributed workers are
+# launched from it). Every project module it imports, at any depth, is in the code key.
+TRAINING_ENTRY = "ft_pipeline.lib.training.job"
+ADAPTER_KEY_COVERS = (
+    "data version (clean partitions, tokenization, each row's split); recipe sections lora, "
+    "training (but distributed), model, prompt, task, labels; the base model's weights; the "
+    "code of every module training imports"
 )
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt")
 
@@ -29,11 +29,15 @@ def _sha(payload: object) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def code_version() -> str:
-    """Version of the training code: package version + source of the training modules."""
-    lib = Path(__file__).parents[1]
-    sources = {name: (lib / name).read_text() for name in _TRAINING_MODULES}
-    return _sha({"version": ft_pipeline.__version__, "sources": sources})
+def code_version(root: Path | None = None) -> str:
+    """Version of the training code: the package version and the source of every module
+    the training entry imports (`root`: the package folder, default the installed one)."""
+    return code_fingerprint([TRAINING_ENTRY], root)
+
+
+def training_modules(root: Path | None = None) -> list[str]:
+    """The modules `code_version` covers, dotted."""
+    return list(module_closure([TRAINING_ENTRY], root))
 
 
 def base_model_hash(spec: str) -> str:
