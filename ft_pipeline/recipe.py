@@ -155,6 +155,23 @@ class Recipe(_Strict):
             raise ValueError(f"model.head 'classifier' needs task 'classification', got {task!r}")
         return model
 
+    @field_validator("training")
+    @classmethod
+    def _head_knobs(cls, training: TrainingConfig, info: ValidationInfo) -> TrainingConfig:
+        model = info.data.get("model")
+        head = model.head if model is not None else None
+        if training.label_smoothing and head != "classifier":
+            raise ValueError(
+                f"label_smoothing applies to the classifier head, and model.head is {head!r}: "
+                "set training.label_smoothing to 0 or model.head to classifier"
+            )
+        if training.neftune_alpha is not None and head != "lm":
+            raise ValueError(
+                f"neftune_alpha applies to the lm head, and model.head is {head!r}: "
+                "remove training.neftune_alpha or set model.head to lm"
+            )
+        return training
+
     @field_validator("prompt")
     @classmethod
     def _template(cls, prompt: PromptConfig, info: ValidationInfo) -> PromptConfig:

@@ -59,6 +59,16 @@ class LoraConfig(_Strict):
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
         description="names of the modules LoRA adapts, or `all-linear` for every linear layer",
     )
+    use_dora: bool = Field(
+        False,
+        description="DoRA (peft use_dora): each adapted weight learns a magnitude beside its "
+        "low-rank direction; often better at low rank, slower per step",
+    )
+    use_rslora: bool = Field(
+        False,
+        description="rank-stabilised LoRA (peft use_rslora): updates scaled by alpha / sqrt(r) "
+        "instead of alpha / r, so a higher rank keeps learning",
+    )
 
 
 class DistributedConfig(_Strict):
@@ -135,10 +145,27 @@ class TrainingConfig(_Strict):
         description="validation rows (a stratified, seeded sample) for the validation loss; "
         "null: all",
     )
-    precision: Literal["auto", "fp32", "bf16"] = Field(
+    weight_decay: Float = Field(
+        0.0, ge=0.0, lt=1.0, description="AdamW weight decay of the trained weights; 0: none"
+    )
+    label_smoothing: Float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="classifier head: label smoothing of the training loss (the validation "
+        "loss stays plain cross-entropy); 0: none",
+    )
+    neftune_alpha: Float | None = Field(
+        None,
+        gt=0.0,
+        description="lm head: NEFTune, uniform noise on the input embeddings while training, "
+        "of size alpha / sqrt(tokens x width) (transformers' hook; 5 is common); null: none",
+    )
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto",
         description="auto: bf16 autocast where the CPU or GPU runs it natively (fp16 on a "
-        "GPU without bf16), else fp32; fp32: no autocast; bf16: bf16 autocast",
+        "GPU without bf16), else fp32; fp32: no autocast; bf16: bf16 autocast; fp16: fp16 "
+        "autocast (fp16 always trains with a gradient scaler)",
     )
     eval_every: Int = Field(
         50, ge=1, description="optimizer updates between validation-loss evaluations"

@@ -120,6 +120,8 @@ def test_train_evaluate_deploy_then_reuse_until_an_evaluation_setting_changes(
     assert run.info.status == "FINISHED"
     assert run.data.tags["dagster.run_id"] == result.run_id
     assert run.data.params["recipe.lora.r"] == "8"
+    assert run.data.params["recipe.lora.use_dora"] == "False"
+    assert run.data.params["recipe.training.weight_decay"] == "0.0"
     history = project.client.get_metric_history(run.info.run_id, "train_loss")
     assert len(history) == 24
     contexts = {i.tags[0].value for i in run.inputs.dataset_inputs}

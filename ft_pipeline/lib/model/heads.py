@@ -57,6 +57,7 @@ class Head:
 
     name: str
     labels: tuple[str, ...] = ()
+    label_smoothing: float = 0.0  # classifier: of the training loss only (`loss(train=True)`)
 
     @property
     def task_type(self) -> str:
@@ -80,17 +81,22 @@ class Head:
             return len(rows)
         return sum(sum(1 for t in r[1][1:] if t != IGNORE_INDEX) for r in rows)
 
-    def loss(self, model: Any, batch: Batch) -> tuple[torch.Tensor, int]:
-        """Mean loss of the batch and the number of targets it averaged over."""
+    def loss(self, model: Any, batch: Batch, train: bool = False) -> tuple[torch.Tensor, int]:
+        """Mean loss of the batch and the number of targets it averaged over; `train`: the
+        training objective (label smoothing on), else the plain loss (validation)."""
         if self.name == "classifier":
             assert batch.labels is not None
             logits = classifier_logits(model, batch)
-            return torch.nn.functional.cross_entropy(logits, batch.labels), len(batch.labels)
+            smoothing = self.label_smoothing if train else 0.0
+            loss = torch.nn.functional.cross_entropy(
+                logits, batch.labels, label_smoothing=smoothing
+            )
+            return loss, len(batch.labels)
         return answer_loss(model, batch)
 
 
 def head_for(recipe: Recipe) -> Head:
-    return Head(recipe.model.head, tuple(recipe.labels))
+    return Head(recipe.model.head, tuple(recipe.labels), recipe.training.label_smoothing)
 
 
 def rows_for(dataset: Any, head: Head) -> list[Row]:

@@ -19,6 +19,8 @@ def peft_config(recipe: Recipe):
         lora_alpha=lora.alpha,
         lora_dropout=lora.dropout,
         target_modules=lora.target_modules,
+        use_dora=lora.use_dora,
+        use_rslora=lora.use_rslora,
         task_type=TaskType[head_for(recipe).task_type],
     )
 

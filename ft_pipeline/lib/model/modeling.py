@@ -60,11 +60,14 @@ def pick_device(preference: str = "auto") -> torch.device:
 
 
 def pick_dtype(preference: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype: bf16 where the hardware runs it natively, else none (fp32)."""
+    """The autocast dtype: the recipe's, or (auto) bf16 where the hardware runs it natively,
+    fp16 on a GPU without bf16, else none (fp32)."""
     if preference == "fp32":
         return None
     if preference == "bf16":
         return torch.bfloat16
+    if preference == "fp16":
+        return torch.float16
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None

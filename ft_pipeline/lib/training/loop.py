@@ -56,7 +56,10 @@ class Loop:
         self.ckpt_dir = out_dir / "checkpoints"
         t = recipe.training
         self.total = total_steps(len(train), recipe)
-        self.optimizer = torch.optim.AdamW(param_groups(model, recipe), weight_decay=0.0)
+        self.optimizer = torch.optim.AdamW(param_groups(model, recipe), weight_decay=t.weight_decay)
+        # fp16 autocast underflows small gradients: scale the loss, unscale before clipping,
+        # skip a step whose gradients overflowed. A pass-through for bf16 and fp32.
+        self.scaler = torch.amp.GradScaler(par.device.type, enabled=dtype == torch.float16)
         self.scheduler = get_scheduler(
             t.lr_scheduler,
             self.optimizer,
@@ -71,13 +74,16 @@ class Loop:
         self.best = trainable(model)
         self.skipped: list[str] = []  # warnings about damaged checkpoints passed over
 
-    def loss(self, batch: Batch) -> tuple[torch.Tensor, int]:
-        """The head's mean loss on a batch (through the FSDP root when sharded)."""
+    def loss(self, batch: Batch, train: bool = False) -> tuple[torch.Tensor, int]:
+        """The head's mean loss on a batch (through the FSDP root when sharded); `train`:
+        the training objective (`Head.loss`)."""
         batch = batch.to(self.device)
         dtype = self.dtype
         on = dtype is not None
         with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=on):
-            return self.root(batch) if self.root is not None else self.head.loss(self.model, batch)
+            if self.root is not None:
+                return self.root(batch, train)
+            return self.head.loss(self.model, batch, train)
 
     def validate(self) -> float:
         """Validation loss over all rows; each process scores its share when several."""
@@ -113,6 +119,7 @@ class Loop:
                 "best": best,
                 "optimizer": optimizer,
                 "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(),
                 "rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             }
@@ -164,6 +171,8 @@ class Loop:
             sharding.optimizer_state_like(payload["optimizer"], self.optimizer)
         )
         self.scheduler.load_state_dict(payload["scheduler"])
+        if payload.get("scaler"):
+            self.scaler.load_state_dict(payload["scaler"])
         rank_rng = payload.get("rank_rng") or []
         same_world = self.par.active and len(rank_rng) == self.par.world
         torch.set_rng_state(rank_rng[self.par.rank] if same_world else payload["rng"])
@@ -214,9 +223,9 @@ class Loop:
                 )
             batch = head.collate([self.train[i] for i in mine or rows[:1]], self.pad_id)
             sharding.sync_gradients(self.root, micro == t.gradient_accumulation - 1)
-            loss, _ = self.loss(batch)
+            loss, _ = self.loss(batch, train=True)
             scaled = loss * share if par.active else loss
-            (scaled / t.gradient_accumulation).backward()
+            self.scaler.scale(scaled / t.gradient_accumulation).backward()
             weighted += loss.detach().item() * share
             tokens += batch.n_tokens if mine else 0
         par.sum_grads(self.params)

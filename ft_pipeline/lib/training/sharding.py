@@ -42,8 +42,8 @@ class LossRoot(torch.nn.Module):
         self.model = model
         self.head = head
 
-    def forward(self, batch: Batch) -> tuple[torch.Tensor, int]:
-        return self.head.loss(self.model, batch)
+    def forward(self, batch: Batch, train: bool = False) -> tuple[torch.Tensor, int]:
+        return self.head.loss(self.model, batch, train)
 
 
 def unit_names(model: Any) -> set[str]:

@@ -160,6 +160,11 @@ def _build(base_dir, train, val, recipe: Recipe, out_dir: Path, pad_id, dtype, p
 
     head = head_for(recipe)
     model = get_peft_model(head.load(base_dir, par.device, pad_id), peft_config(recipe))
+    if recipe.training.neftune_alpha is not None:
+        from transformers.integrations.neftune import activate_neftune
+
+        # Noise on the input embeddings in train mode only: validation sees none.
+        activate_neftune(model, recipe.training.neftune_alpha)
     par.broadcast_params([p for p in model.parameters() if p.requires_grad])
     root = sharding.shard(model, head, par.device) if par.sharded else None
     if root is not None:
@@ -187,10 +192,12 @@ def _optimizer_step(loop: Loop, batches, on_rows: RowsHook | None):
         raise TrainingDiverged(
             f"train loss became {train_loss} at step {s['step'] + 1}; lower training.learning_rate"
         )
+    loop.scaler.unscale_(loop.optimizer)  # true gradients (fp16), before clipping
     norm = torch.nn.utils.clip_grad_norm_(loop.params, 1.0)
     grad_norm = float(sharding.full(norm))  # a sharded norm under FSDP: every rank asks
     lr = loop.scheduler.get_last_lr()[0]
-    loop.optimizer.step()
+    loop.scaler.step(loop.optimizer)  # skipped, with a smaller scale, if they overflowed
+    loop.scaler.update()
     loop.scheduler.step()
     loop.optimizer.zero_grad(set_to_none=True)
     if loop.par.sharded:
