@@ -1,5 +1,9 @@
-"""The training asset on 2 processes, DDP and FSDP: it launches torchrun, streams the workers'
-lines into the Dagster log, and keeps the MLflow run in the parent."""
+"""The training asset on 2 processes: it launches torchrun, streams the workers' lines into
+the Dagster log, and keeps the MLflow run in the parent.
+
+The asset's path (launch, streaming, the parent's MLflow run, reuse) is the same for DDP and
+FSDP; it runs under FSDP, which adds sharding on top. What differs between the strategies is
+tested below the asset: training/test_distributed.py (DDP) and test_distributed_fsdp.py."""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from ft_pipeline_tests.conftest import fixture_rows, write_csv, write_recipe
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+@pytest.mark.parametrize("strategy", ["fsdp"])
 def test_asset_trains_on_two_processes_and_streams_their_progress(
     tmp_path, tiny_model_dir, strategy
 ):
