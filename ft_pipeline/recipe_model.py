@@ -223,6 +223,17 @@ class EvaluationConfig(_Strict):
     max_new_tokens: Int = Field(
         64, ge=1, description="most tokens generated per answer (instruction and chat)"
     )
+    sample_prompts: Int = Field(
+        10,
+        ge=0,
+        description="instruction and chat: test prompts shown first in the report, each with "
+        "its reference, the base model's answer and the fine-tuned answer",
+    )
+    must_beat_baseline: bool = Field(
+        False,
+        description="classification: the gate also requires the fine-tuned model to beat "
+        "TF-IDF + logistic regression on the same rows (paired CI of the difference above 0)",
+    )
 
 
 class AutomationConfig(_Strict):

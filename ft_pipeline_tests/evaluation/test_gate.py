@@ -41,3 +41,17 @@ def test_gate_refuses_a_model_clearly_worse_than_the_champion():
     refused = gate(result, _recipe(0.05), {"macro_f1": 0.70})
     assert not refused["passed"]
     assert "champion macro_f1 0.7000 is above" in refused["reasons"][0]
+
+
+def test_must_beat_baseline_blocks_a_model_within_noise_of_tfidf():
+    result = _result(0.2, 0.6, high=0.64)
+    result["baseline_gain"] = {"gain": 0.01, "low": -0.03, "high": 0.05}
+    assert gate(result, _recipe(0.05), None)["passed"]  # off by default: reported only
+    strict = parse_recipe(
+        {"name": "g", "labels": ["a", "b"], "evaluation": {"must_beat_baseline": True}}
+    )
+    refused = gate(result, strict, None)
+    assert not refused["passed"]
+    assert "does not beat TF-IDF on the same rows" in refused["reasons"][0]
+    result["baseline_gain"] = {"gain": 0.08, "low": 0.02, "high": 0.14}
+    assert gate(result, strict, None)["passed"]

@@ -183,3 +183,51 @@ def test_instruction_report():
     assert "Confusion" not in report and "slice" not in report
     assert "**Passed**" in report
     assert "![loss](loss.png)" in report
+
+
+@pytest.mark.parametrize(
+    ("gain", "low", "high", "says"),
+    [
+        (-0.10, -0.15, -0.05, "**The TF-IDF baseline beats the fine-tuned model on these rows**"),
+        (-0.02, -0.06, 0.03, "**The TF-IDF baseline scores higher than the fine-tuned model**"),
+        (0.02, -0.02, 0.06, "The fine-tuned model is within noise of the TF-IDF baseline"),
+        (0.10, 0.05, 0.15, "The fine-tuned model beats the TF-IDF baseline"),
+    ],
+)
+def test_the_report_says_plainly_how_the_model_compares_with_tfidf(gain, low, high, says):
+    result = classification_result()
+    result["baseline_gain"] = {"gain": gain, "low": low, "high": high, "confidence": 0.95}
+    verdict = render_report(result).split("## Verdict")[1].split("## ")[0]
+    assert says in verdict
+    assert (
+        f"fine-tuned minus TF-IDF {gain:+.3f} macro-F1, paired 95% CI {low:+.3f}..{high:+.3f}"
+        in verdict
+    )
+
+
+def test_generation_samples_come_first_side_by_side():
+    from ft_pipeline.lib.evaluation.metrics import answer_samples
+
+    rows = [
+        {"prompt": "say alpha bravo", "response": "bravo alpha"},
+        {
+            "prompt": None,
+            "response": "hi",
+            "messages": [
+                {"role": "user", "content": "first"},
+                {"role": "assistant", "content": "x"},
+                {"role": "user", "content": "greet me | now"},
+            ],
+        },
+    ]
+    samples = answer_samples(rows, ["alpha", "hello"], ["bravo alpha", "hi"])
+    assert samples[1] == {
+        "prompt": "greet me | now",
+        "reference": "hi",
+        "base": "hello",
+        "fine_tuned": "hi",
+    }
+    report = render_report({"task": "instruction", "models": {}, "samples": samples})
+    assert report.index("## Sample answers") < report.index("## Verdict")
+    assert "| say alpha bravo | bravo alpha | alpha | bravo alpha |" in report.replace("  ", " ")
+    assert "greet me \\| now" in report

@@ -250,6 +250,13 @@ def test_instruction_task_evaluates_with_generation_metrics(tmp_path, tiny_model
     for name in ("base", "fine-tuned"):
         assert set(saved["models"][name]) >= {"exact_match", "token_f1", "val_loss", "perplexity"}
     assert saved["models"]["fine-tuned"]["val_loss"] < saved["models"]["base"]["val_loss"]
+    # The first thing the report shows: test prompts with reference, base and tuned answers.
+    samples = saved["samples"]
+    assert len(samples) == 8  # sample_prompts (10) capped by the 8 answered rows
+    assert all(s["prompt"].startswith("say ") and s["reference"] for s in samples)
+    text = Path(report["report_path"]).read_text()
+    assert text.index("## Sample answers") < text.index("## Verdict")
+    assert samples[0]["prompt"] in text
     folder = _meta(result, "deployed_model")["model_folder"]
     from ft_pipeline.lib.deployment.serving import predict_folder
 

@@ -116,6 +116,12 @@ def gate(result: dict[str, Any], recipe: Recipe, champion: dict[str, float] | No
     reasons = []
     if tuned - base < margin:
         reasons.append(f"{metric} gain over base {tuned - base:+.4f} is below the margin {margin}")
+    beaten = result.get("baseline_gain")
+    if recipe.evaluation.must_beat_baseline and beaten and beaten["low"] <= 0:
+        reasons.append(
+            f"must_beat_baseline: the fine-tuned model does not beat TF-IDF on the same rows "
+            f"({metric} {beaten['gain']:+.4f}, CI {beaten['low']:+.4f}..{beaten['high']:+.4f})"
+        )
     if champion and metric in champion:
         high = result.get("interval", {}).get("high", tuned)
         if champion[metric] > high:
@@ -190,6 +196,9 @@ def evaluate(
         result["models"][name] = {**metrics, "val_loss": losses[name], "perplexity": ppl}
     if recipe.task == "classification":
         _classical_and_stats(result, outputs, dataset, test, recipe)
+    else:
+        n = min(recipe.evaluation.sample_prompts, len(outputs[TUNED]))
+        result["samples"] = M.answer_samples(test.select(range(n)), outputs[BASE], outputs[TUNED])
     out_dir.mkdir(parents=True, exist_ok=True)
     plots = {"loss": plot_loss_curves(history(adapter_dir.parent), out_dir / "loss_curves.png")}
     if recipe.task == "classification":
@@ -210,6 +219,16 @@ def _classical_and_stats(result, outputs, dataset, test, recipe: Recipe) -> None
     result["gain"] = M.bootstrap_f1_gain(
         test["label"],
         outputs[BASE],
+        outputs[TUNED],
+        recipe.labels,
+        samples=ev.bootstrap_samples,
+        seed=recipe.split.seed,
+        confidence=ev.confidence,
+    )
+    # Fine-tuned minus TF-IDF on the same rows: is the LLM worth it over the classical model?
+    result["baseline_gain"] = M.bootstrap_f1_gain(
+        test["label"],
+        outputs[TFIDF],
         outputs[TUNED],
         recipe.labels,
         samples=ev.bootstrap_samples,

@@ -247,3 +247,24 @@ def token_f1(preds: Sequence[str], refs: Sequence[str]) -> float:
     if n == 0:
         return 0.0
     return sum(_token_f1(p, r) for p, r in zip(preds, refs, strict=True)) / n
+
+
+def _prompt_of(row: dict[str, Any]) -> str:
+    """The prompt a generation row asks: its `prompt`, or a chat's last user message."""
+    if row.get("prompt"):
+        return str(row["prompt"])
+    users = [m.get("content", "") for m in row.get("messages") or [] if m.get("role") == "user"]
+    return str(users[-1]) if users else ""
+
+
+def answer_samples(rows: Any, base: Sequence[str], tuned: Sequence[str]) -> list[dict[str, str]]:
+    """Prompt, reference, base and fine-tuned answer of the first rows, side by side."""
+    return [
+        {
+            "prompt": _prompt_of(row),
+            "reference": str(row.get("response") or ""),
+            "base": str(base[i]),
+            "fine_tuned": str(tuned[i]),
+        }
+        for i, row in enumerate(rows)
+    ]

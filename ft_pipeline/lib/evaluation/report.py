@@ -81,6 +81,36 @@ def _verdict(result: dict[str, Any], classification: bool) -> str:
     return text
 
 
+def _baseline_line(result: dict[str, Any]) -> str | None:
+    """A plain sentence on the fine-tuned model against TF-IDF on the same rows."""
+    gain = result.get("baseline_gain")
+    if not gain:
+        return None
+    level = f"{float(gain.get('confidence', 0.95)):.0%}"
+    ci = f"paired {level} CI {gain['low']:+.3f}..{gain['high']:+.3f}"
+    diff = f"fine-tuned minus TF-IDF {gain['gain']:+.3f} macro-F1, {ci}"
+    if gain["high"] < 0:
+        return f"**The TF-IDF baseline beats the fine-tuned model on these rows** ({diff})."
+    if gain["gain"] < 0:
+        return f"**The TF-IDF baseline scores higher than the fine-tuned model** ({diff})."
+    if gain["low"] <= 0:
+        return f"The fine-tuned model is within noise of the TF-IDF baseline ({diff})."
+    return f"The fine-tuned model beats the TF-IDF baseline ({diff})."
+
+
+def _samples_table(samples: list[dict[str, str]]) -> str:
+    rows = [
+        {
+            "prompt": _cell(s["prompt"]),
+            "reference": _cell(s["reference"]),
+            "base": _cell(s["base"]),
+            "fine-tuned": _cell(s["fine_tuned"]),
+        }
+        for s in samples
+    ]
+    return markdown_table(pd.DataFrame(rows, columns=["prompt", "reference", "base", "fine-tuned"]))
+
+
 def _metrics_table(models: dict[str, dict[str, Any]], classification: bool) -> str:
     if classification:
         columns = [
@@ -160,7 +190,11 @@ def render_report(result: dict[str, Any]) -> str:
         ("Test rows", result.get("test_rows")),
     ]
     out += [" · ".join(f"**{k}:** {v}" for k, v in facts if v is not None), ""]
+    if result.get("samples"):
+        out += ["## Sample answers", "", _samples_table(result["samples"]), ""]
     out += ["## Verdict", "", _verdict(result, classification), ""]
+    if (line := _baseline_line(result)) is not None:
+        out += [line, ""]
     if models:
         out += ["## Metrics", "", _metrics_table(models, classification), ""]
     if classification and labels:
