@@ -199,12 +199,20 @@ class TrainingConfig(_Strict):
 class EvaluationConfig(_Strict):
     """The promotion gate and evaluation sizes."""
 
-    min_f1_gain: Float = Field(
-        0.0,
+    min_f1_gain: Float | None = Field(
+        None,
         ge=-1.0,
         le=1.0,
-        description="gate: the fine-tuned model must beat the base model by this much "
-        "macro-F1 (token F1 for instruction and chat)",
+        description="gate: the lower bound of the paired CI of the fine-tuned model's gain over "
+        "the base model on the same rows must reach this (macro-F1; token F1 for instruction "
+        "and chat); null: 0 for classification, 0.02 for instruction and chat",
+    )
+    max_regression: Float = Field(
+        0.02,
+        ge=0.0,
+        le=1.0,
+        description="gate: the lower bound of the paired CI of (fine-tuned - champion), the "
+        "champion re-scored on the same rows, must be above -max_regression",
     )
     max_test_rows: Int | None = Field(
         None,

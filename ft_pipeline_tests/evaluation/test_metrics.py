@@ -208,3 +208,15 @@ def test_token_f1():
     assert token_f1(["dog", "cat"], ["cat", "cat"]) == pytest.approx(0.5)
     assert token_f1(["", "the"], ["", "x"]) == pytest.approx(0.5)  # empty==empty, empty!=x
     assert token_f1([], []) == 0.0
+
+
+def test_bootstrap_mean_gain_is_paired():
+    from ft_pipeline.lib.evaluation.metrics import bootstrap_mean_gain, token_f1_rows
+
+    same = bootstrap_mean_gain([0.2, 0.5, 0.9], [0.2, 0.5, 0.9], samples=200)
+    assert same["gain"] == same["low"] == same["high"] == 0.0
+    # b is 0.1 better on every row: the paired interval is exactly that, however the rows vary.
+    a = [0.1, 0.9, 0.4, 0.0, 0.6]
+    better = bootstrap_mean_gain(a, [x + 0.1 for x in a], samples=200)
+    assert better["low"] == pytest.approx(0.1) and better["high"] == pytest.approx(0.1)
+    assert token_f1_rows(["bravo alpha", "x"], ["bravo alpha", "y"]) == [1.0, 0.0]

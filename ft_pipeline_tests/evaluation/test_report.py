@@ -209,9 +209,9 @@ def test_generation_samples_come_first_side_by_side():
     from ft_pipeline.lib.evaluation.metrics import answer_samples
 
     rows = [
-        {"prompt": "say alpha bravo", "response": "bravo alpha"},
+        {"text": "say alpha bravo", "response": "bravo alpha"},
         {
-            "prompt": None,
+            "text": None,
             "response": "hi",
             "messages": [
                 {"role": "user", "content": "first"},

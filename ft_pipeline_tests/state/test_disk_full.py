@@ -119,7 +119,11 @@ def project(tmp_path: Path, tiny_model_dir: Path, disk: Disk):
     write_csv(tmp_path / "data" / "a.csv", fixture_rows(30, seed=1))
     write_csv(tmp_path / "data" / "b.csv", fixture_rows(30, seed=2))
     sources = ["data/a.csv", "data/b.csv"]
-    recipe = write_recipe(tmp_path, tiny_model_dir, sources, training=TRAINING, lora=LORA)
+    # The gate is not under test: on these few test rows, any model goes on to deployment.
+    gate = {"min_f1_gain": -1.0, "max_regression": 1.0}
+    recipe = write_recipe(
+        tmp_path, tiny_model_dir, sources, training=TRAINING, lora=LORA, evaluation=gate
+    )
     with model_project(tmp_path, recipe, prepare=False) as project:
         yield project
 

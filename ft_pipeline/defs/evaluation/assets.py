@@ -42,14 +42,14 @@ def evaluation_report(
     """Base model (zero-shot, same prompt), fine-tuned model and a TF-IDF baseline on the
     same test rows: metrics, confusion matrices, slices, bootstrap CI, and the gate."""
     from ft_pipeline.lib.data.tokenized import load_tokenized
-    from ft_pipeline.lib.deployment.registry import champion_metrics
     from ft_pipeline.lib.evaluation.job import (
         EVALUATION_KEY_COVERS,
         evaluate_or_reuse,
-        gate,
         log_evaluation,
+        test_indices,
         write_report,
     )
+    from ft_pipeline.lib.evaluation.promotion import compare_with_champion, gate
     from ft_pipeline.lib.training.adapter_info import read_info
 
     r = recipe.load()
@@ -74,7 +74,17 @@ def evaluation_report(
     )
     tracker = mlflow.tracker(state, r)
     result.update(adapter_key=key, data_version=info["data_version"], evaluation_key=eval_key)
-    result["gate"] = gate(result, r, champion_metrics(tracker.client, r.model_name))
+    registered = compare_with_champion(
+        result,
+        r,
+        dataset,
+        test_indices(dataset, r),
+        tracker.client,
+        mlflow.uri(state),
+        paths.reports(r.name) / "champions",
+        context.log.info,
+    )
+    result["gate"] = gate(result, r, registered)
     report = write_report(result, out_dir)
     run_id = log_evaluation(tracker, r, result, info, out_dir, run_tags(context))
     metric = result["gate"]["metric"]

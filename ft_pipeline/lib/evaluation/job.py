@@ -21,6 +21,7 @@ from ft_pipeline.lib.evaluation import metrics as M
 from ft_pipeline.lib.evaluation.baseline import predict_with_scores, train_tfidf_baseline
 from ft_pipeline.lib.evaluation.model_scores import BASE, TUNED, evaluate_models
 from ft_pipeline.lib.evaluation.plots import plot_confusion_matrices, plot_loss_curves
+from ft_pipeline.lib.evaluation.promotion import paired_gain
 from ft_pipeline.lib.evaluation.report import render_report
 from ft_pipeline.lib.model.base_models import load_tokenizer, resolve_base_model
 from ft_pipeline.lib.model.modeling import pick_device, pick_dtype
@@ -40,10 +41,6 @@ EVALUATION_KEY_COVERS = (
     "adapter key; recipe sections evaluation, split, task, labels, prompt, model; the code "
     "of every module evaluation imports; a digest of the test rows scored"
 )
-
-
-def primary_metric(recipe: Recipe) -> str:
-    return "macro_f1" if recipe.task == "classification" else "token_f1"
 
 
 def test_indices(dataset: DatasetDict, recipe: Recipe) -> list[int]:
@@ -91,8 +88,8 @@ def evaluate_or_reuse(
 ) -> tuple[dict[str, Any], str, bool]:
     """(result, evaluation key, reused): the saved result of `out_dir` when its evaluation
     key is today's, else a new evaluation (which the caller writes with `write_report`)."""
-    adapter_key = adapter_dir.parent.name
-    key = evaluation_key(adapter_key, recipe, test_digest(dataset, recipe))
+    adapter_key, digest = adapter_dir.parent.name, test_digest(dataset, recipe)
+    key = evaluation_key(adapter_key, recipe, digest)
     result = reusable_result(out_dir, key)
     if result is not None:
         log(f"reusing evaluation {key} of adapter {adapter_key}")
@@ -103,33 +100,8 @@ def evaluate_or_reuse(
             f"code or test rows changed): evaluating again as {key}"
         )
     result = evaluate(adapter_dir, recipe, dataset, models_cache, out_dir, log=log, device=device)
-    result["evaluation_key"] = key
+    result.update(evaluation_key=key, test_digest=digest)
     return result, key, False
-
-
-def gate(result: dict[str, Any], recipe: Recipe, champion: dict[str, float] | None) -> dict:
-    """Promotion rule: beat the base model by the recipe's margin, and not lose to the
-    champion by more than the confidence interval of our own score."""
-    metric = primary_metric(recipe)
-    tuned, base = result["models"][TUNED][metric], result["models"][BASE][metric]
-    margin = recipe.evaluation.min_f1_gain
-    reasons = []
-    if tuned - base < margin:
-        reasons.append(f"{metric} gain over base {tuned - base:+.4f} is below the margin {margin}")
-    beaten = result.get("baseline_gain")
-    if recipe.evaluation.must_beat_baseline and beaten and beaten["low"] <= 0:
-        reasons.append(
-            f"must_beat_baseline: the fine-tuned model does not beat TF-IDF on the same rows "
-            f"({metric} {beaten['gain']:+.4f}, CI {beaten['low']:+.4f}..{beaten['high']:+.4f})"
-        )
-    if champion and metric in champion:
-        high = result.get("interval", {}).get("high", tuned)
-        if champion[metric] > high:
-            reasons.append(
-                f"champion {metric} {champion[metric]:.4f} is above this model's "
-                f"{recipe.evaluation.confidence:.0%} interval (high {high:.4f})"
-            )
-    return {"passed": not reasons, "reasons": reasons, "metric": metric, "champion": champion or {}}
 
 
 def _throttled(log: Callable[[str], None], label: str, every_s: float = 20.0):
@@ -194,9 +166,14 @@ def evaluate(
         # Perplexity only means something for the LM head's token-level loss.
         ppl = perplexity(losses[name]) if recipe.model.head == "lm" else None
         result["models"][name] = {**metrics, "val_loss": losses[name], "perplexity": ppl}
+    # What the champion comparison needs later, even when this result is reused.
+    result["predictions"] = {name: list(outputs[name]) for name in (BASE, TUNED)}
     if recipe.task == "classification":
+        result["references"] = list(test["label"])
         _classical_and_stats(result, outputs, dataset, test, recipe)
     else:
+        result["references"] = [str(r) for r in test["response"][: len(outputs[TUNED])]]
+        result["gain"] = paired_gain(recipe, result["references"], outputs[BASE], outputs[TUNED])
         n = min(recipe.evaluation.sample_prompts, len(outputs[TUNED]))
         result["samples"] = M.answer_samples(test.select(range(n)), outputs[BASE], outputs[TUNED])
     out_dir.mkdir(parents=True, exist_ok=True)

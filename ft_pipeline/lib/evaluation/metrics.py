@@ -249,10 +249,42 @@ def token_f1(preds: Sequence[str], refs: Sequence[str]) -> float:
     return sum(_token_f1(p, r) for p, r in zip(preds, refs, strict=True)) / n
 
 
+def token_f1_rows(preds: Sequence[str], refs: Sequence[str]) -> list[float]:
+    """Token-overlap F1 of each prediction against its reference."""
+    _check_lengths(preds, refs)
+    return [_token_f1(p, r) for p, r in zip(preds, refs, strict=True)]
+
+
+def bootstrap_mean_gain(
+    scores_a: Sequence[float],
+    scores_b: Sequence[float],
+    samples: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> dict[str, float | int]:
+    """Mean per-row score of b minus a (token F1, say), with a paired-bootstrap interval:
+    rows are resampled and both models keep their score on each, as `bootstrap_f1_gain`."""
+    n = _check_lengths(scores_a, scores_b)
+    diff = np.asarray(scores_b, dtype=float) - np.asarray(scores_a, dtype=float)
+    if n == 0:
+        return {"gain": 0.0, "low": 0.0, "high": 0.0, "samples": samples, "confidence": confidence}
+    picks = np.random.default_rng(seed).integers(0, n, size=(samples, n))
+    low, high = _interval(diff[picks].mean(axis=1), confidence)
+    return {
+        "gain": float(diff.mean()),
+        "low": low,
+        "high": high,
+        "samples": samples,
+        "confidence": confidence,
+    }
+
+
 def _prompt_of(row: dict[str, Any]) -> str:
-    """The prompt a generation row asks: its `prompt`, or a chat's last user message."""
-    if row.get("prompt"):
-        return str(row["prompt"])
+    """The prompt a generation row asks: its input (`text`, the cleaned prompt), or a
+    chat's last user message."""
+    for column in ("text", "prompt"):
+        if row.get(column):
+            return str(row[column])
     users = [m.get("content", "") for m in row.get("messages") or [] if m.get("role") == "user"]
     return str(users[-1]) if users else ""
 

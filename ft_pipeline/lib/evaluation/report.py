@@ -58,7 +58,7 @@ def _verdict(result: dict[str, Any], classification: bool) -> str:
         if base is not None:
             line += f" vs {BASE} {_num(base.get(key), 2)}"
             gain = result.get("gain")
-            if classification and gain:
+            if gain:
                 level = f"{float(gain.get('confidence', 0.95)):.0%}"
                 line += (
                     f" ({gain['gain']:+.2f}, {level} CI {gain['low']:+.2f}..{gain['high']:+.2f})"
@@ -96,6 +96,26 @@ def _baseline_line(result: dict[str, Any]) -> str | None:
     if gain["low"] <= 0:
         return f"The fine-tuned model is within noise of the TF-IDF baseline ({diff})."
     return f"The fine-tuned model beats the TF-IDF baseline ({diff})."
+
+
+def _champion_line(result: dict[str, Any], classification: bool) -> str | None:
+    """The challenger against the current champion, both scored on these rows."""
+    version = result.get("champion_version")
+    if version is None:
+        return None
+    gain = result.get("champion_gain")
+    if not gain:
+        return (
+            f"Champion version {version} could not be re-scored on these rows (its served "
+            "input is one message); the gate compared it by its registered metric."
+        )
+    what = "macro-F1" if classification else "token F1"
+    level = f"{float(gain.get('confidence', 0.95)):.0%}"
+    return (
+        f"Against champion version {version}, re-scored on the same rows: fine-tuned minus "
+        f"champion {gain['gain']:+.3f} {what}, paired {level} CI "
+        f"{gain['low']:+.3f}..{gain['high']:+.3f}."
+    )
 
 
 def _samples_table(samples: list[dict[str, str]]) -> str:
@@ -193,8 +213,9 @@ def render_report(result: dict[str, Any]) -> str:
     if result.get("samples"):
         out += ["## Sample answers", "", _samples_table(result["samples"]), ""]
     out += ["## Verdict", "", _verdict(result, classification), ""]
-    if (line := _baseline_line(result)) is not None:
-        out += [line, ""]
+    for line in (_baseline_line(result), _champion_line(result, classification)):
+        if line is not None:
+            out += [line, ""]
     if models:
         out += ["## Metrics", "", _metrics_table(models, classification), ""]
     if classification and labels:
