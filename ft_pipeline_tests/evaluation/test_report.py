@@ -206,7 +206,7 @@ def test_the_report_says_plainly_how_the_model_compares_with_tfidf(gain, low, hi
 
 
 def test_generation_samples_come_first_side_by_side():
-    from ft_pipeline.lib.evaluation.metrics import answer_samples
+    from ft_pipeline.lib.evaluation.job import answer_samples
 
     rows = [
         {"text": "say alpha bravo", "response": "bravo alpha"},

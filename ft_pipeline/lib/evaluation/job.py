@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -175,7 +175,7 @@ def evaluate(
         result["references"] = [str(r) for r in test["response"][: len(outputs[TUNED])]]
         result["gain"] = paired_gain(recipe, result["references"], outputs[BASE], outputs[TUNED])
         n = min(recipe.evaluation.sample_prompts, len(outputs[TUNED]))
-        result["samples"] = M.answer_samples(test.select(range(n)), outputs[BASE], outputs[TUNED])
+        result["samples"] = answer_samples(test.select(range(n)), outputs[BASE], outputs[TUNED])
     out_dir.mkdir(parents=True, exist_ok=True)
     plots = {"loss": plot_loss_curves(history(adapter_dir.parent), out_dir / "loss_curves.png")}
     if recipe.task == "classification":
@@ -193,25 +193,10 @@ def _classical_and_stats(result, outputs, dataset, test, recipe: Recipe) -> None
     outputs[TFIDF], _ = predict_with_scores(pipeline, test["text"], recipe.labels)
     result["models"][TFIDF] = M.classification_metrics(test["label"], outputs[TFIDF], recipe.labels)
     ev = recipe.evaluation
-    result["gain"] = M.bootstrap_f1_gain(
-        test["label"],
-        outputs[BASE],
-        outputs[TUNED],
-        recipe.labels,
-        samples=ev.bootstrap_samples,
-        seed=recipe.split.seed,
-        confidence=ev.confidence,
-    )
+    refs = list(test["label"])
+    result["gain"] = paired_gain(recipe, refs, outputs[BASE], outputs[TUNED])
     # Fine-tuned minus TF-IDF on the same rows: is the LLM worth it over the classical model?
-    result["baseline_gain"] = M.bootstrap_f1_gain(
-        test["label"],
-        outputs[TFIDF],
-        outputs[TUNED],
-        recipe.labels,
-        samples=ev.bootstrap_samples,
-        seed=recipe.split.seed,
-        confidence=ev.confidence,
-    )
+    result["baseline_gain"] = paired_gain(recipe, refs, outputs[TFIDF], outputs[TUNED])
     result["interval"] = M.bootstrap_f1_interval(
         test["label"],
         outputs[TUNED],
@@ -263,3 +248,26 @@ def log_evaluation(
         tracker.log_metrics(run_id, {**flat, "gate_passed": float(result["gate"]["passed"])})
         tracker.log_artifacts(run_id, out_dir, "evaluation")
     return run_id
+
+
+def _prompt_of(row: dict[str, Any]) -> str:
+    """The prompt a generation row asks: its input (`text`, the cleaned prompt), or a
+    chat's last user message."""
+    for column in ("text", "prompt"):
+        if row.get(column):
+            return str(row[column])
+    users = [m.get("content", "") for m in row.get("messages") or [] if m.get("role") == "user"]
+    return str(users[-1]) if users else ""
+
+
+def answer_samples(rows: Any, base: Sequence[str], tuned: Sequence[str]) -> list[dict[str, str]]:
+    """Prompt, reference, base and fine-tuned answer of the first rows, side by side."""
+    return [
+        {
+            "prompt": _prompt_of(row),
+            "reference": str(row.get("response") or ""),
+            "base": str(base[i]),
+            "fine_tuned": str(tuned[i]),
+        }
+        for i, row in enumerate(rows)
+    ]

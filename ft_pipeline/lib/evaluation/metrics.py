@@ -277,26 +277,3 @@ def bootstrap_mean_gain(
         "samples": samples,
         "confidence": confidence,
     }
-
-
-def _prompt_of(row: dict[str, Any]) -> str:
-    """The prompt a generation row asks: its input (`text`, the cleaned prompt), or a
-    chat's last user message."""
-    for column in ("text", "prompt"):
-        if row.get(column):
-            return str(row[column])
-    users = [m.get("content", "") for m in row.get("messages") or [] if m.get("role") == "user"]
-    return str(users[-1]) if users else ""
-
-
-def answer_samples(rows: Any, base: Sequence[str], tuned: Sequence[str]) -> list[dict[str, str]]:
-    """Prompt, reference, base and fine-tuned answer of the first rows, side by side."""
-    return [
-        {
-            "prompt": _prompt_of(row),
-            "reference": str(row.get("response") or ""),
-            "base": str(base[i]),
-            "fine_tuned": str(tuned[i]),
-        }
-        for i, row in enumerate(rows)
-    ]
