@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from ft_pipeline.cli_steps import DOWNSTREAM, run_steps, steps_for
 from ft_pipeline.lib.state.paths import HOME_ENV, RECIPE_ENV, StatePaths, prepare_dagster_home
 
 
@@ -85,6 +86,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     recipe_res = RecipeResource()
     recipe = recipe_res.load()
+    if args.command == "experiment" and recipe.experiment is None:
+        print(
+            f"error: {recipe_res.recipe_path()} has no `experiment:` section; add one "
+            "(docs/experiments.md) or use `ft-pipeline run`",
+            file=sys.stderr,
+        )
+        return 2
     instance = dg.DagsterInstance.get()
     sources = discover(recipe, recipe_res.base_dir(), recipe_res.landing(_state()))
     known = set(instance.get_dynamic_partitions(source_partitions.name))
@@ -110,42 +118,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             failures[source.key] = _failure_text(result)
             print(f"    FAILED in {took:.1f}s: {failures[source.key]}")
 
-    for asset in args.until_assets:
-        print(f"{asset} ...", flush=True)
-        started = time.monotonic()
-        result = _materialize(defs, instance, dg.AssetSelection.assets(asset))
-        took = time.monotonic() - started
-        if not result.success:
-            failures[asset] = _failure_text(result)
-            print(f"    FAILED in {took:.1f}s: {failures[asset]}")
-            break
-        print(f"    ok in {took:.1f}s: {_summary(result, asset, paths, recipe)}")
+    steps = steps_for(recipe, args.until_assets)
+    failures |= run_steps(
+        steps, lambda sel, part: _materialize(defs, instance, sel, part), _failure_text
+    )
     print("done; open the UI with `make ui`" if not failures else f"{len(failures)} step(s) failed")
     return 1 if failures else 0
-
-
-def _summary(result, asset: str, paths: StatePaths, recipe) -> str:
-    [event] = result.asset_materializations_for_node(asset)
-    meta = {k: v.value for k, v in event.metadata.items()}
-    if asset == "tokenized_dataset":
-        return f"splits {meta['split_sizes']}"
-    if asset == "fine_tuned_adapter":
-        how = "reused" if meta["reused"] else f"trained {meta['steps']} steps"
-        return f"{how}, best val loss {meta['best_val_loss']:.4f} (adapter {meta['adapter_key']})"
-    if asset == "evaluation_report":
-        scores = {
-            k: round(v, 4) for k, v in meta.items() if k.startswith(("macro_f1_", "token_f1_"))
-        }
-        return f"{scores}; report {meta['report_path']}"
-    if asset == "deployed_model":
-        return (
-            f"{meta['registered_model']} version {meta['version']} is champion "
-            f"(previous: {meta['previous_champion']}); serve with `make serve`"
-        )
-    return ""
-
-
-DOWNSTREAM = ["tokenized_dataset", "fine_tuned_adapter", "evaluation_report", "deployed_model"]
 
 
 def _registry_target():
@@ -268,6 +246,11 @@ def main(argv: list[str] | None = None) -> int:
         "--until", choices=DOWNSTREAM, default=DOWNSTREAM[-1], help="last asset to build"
     )
     run.set_defaults(func=cmd_run)
+    experiment = sub.add_parser(
+        "experiment", help="train, evaluate and compare the recipe's variants; deploy the winner"
+    )
+    experiment.add_argument("--force", action="store_true", help="recompute up-to-date partitions")
+    experiment.set_defaults(func=cmd_run, until=DOWNSTREAM[-1])
     predict = sub.add_parser("predict", help="classify texts with the champion model")
     predict.add_argument("texts", nargs="+")
     predict.set_defaults(func=cmd_predict)
@@ -284,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     ref.add_argument("--out", help="write it to this file instead of stdout")
     ref.set_defaults(func=cmd_recipe_reference)
     args = parser.parse_args(argv)
-    if args.command == "run":
+    if args.command in ("run", "experiment"):
         args.until_assets = DOWNSTREAM[: DOWNSTREAM.index(args.until) + 1]
     from ft_pipeline.recipe import RecipeError
 

@@ -13,6 +13,7 @@ from ft_pipeline.defs.data import assets as data_assets
 from ft_pipeline.defs.data import checks as data_checks
 from ft_pipeline.defs.deployment import assets as deployment_assets
 from ft_pipeline.defs.evaluation import assets as evaluation_assets
+from ft_pipeline.defs.evaluation.experiment import with_experiment
 from ft_pipeline.defs.executors import executor_from_env
 from ft_pipeline.defs.resources import (
     MlflowResource,
@@ -34,12 +35,17 @@ _modules = [
     deployment_assets,
 ]
 
-# Sensor intervals and the retraining cron come from the active recipe's `automation` section.
-_automation = RecipeResource().load().automation
+# Sensor intervals and the retraining cron come from the active recipe's `automation` section;
+# its `experiment` section, if any, partitions the model assets by variant.
+_recipe = RecipeResource().load()
+_automation = _recipe.automation
+_assets, _checks = with_experiment(
+    dg.load_assets_from_modules(_modules), dg.load_asset_checks_from_modules(_modules), _recipe
+)
 
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules(_modules),
-    asset_checks=dg.load_asset_checks_from_modules(_modules),
+    assets=_assets,
+    asset_checks=_checks,
     jobs=[ingest_job, retrain_job],
     sensors=[
         build_landing_sensor(_automation.landing_interval_s),

@@ -16,6 +16,7 @@ import yaml
 from pydantic import (
     BaseModel,
     Field,
+    PrivateAttr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -33,6 +34,7 @@ from ft_pipeline.recipe_data import (
     SplitConfig,
     _Strict,
 )
+from ft_pipeline.recipe_experiment import ExperimentConfig, Variant, expand_variants
 from ft_pipeline.recipe_model import (
     AutomationConfig,
     DistributedConfig,
@@ -51,6 +53,7 @@ __all__ = [
     "DataConfig",
     "DistributedConfig",
     "EvaluationConfig",
+    "ExperimentConfig",
     "LoraConfig",
     "ModelConfig",
     "PromptConfig",
@@ -109,6 +112,13 @@ class Recipe(_Strict):
     registered_model_name: str | None = Field(
         None, description="MLflow registered model name; null: `ft-<name>`"
     )
+    experiment: ExperimentConfig | None = Field(
+        None,
+        description="variants of this recipe, trained and compared on the same test rows "
+        "(`make experiment`, docs/experiments.md); null: one run of the recipe as written",
+    )
+    # A variant whose tokenization differs from its recipe's reads its own tokenized dataset.
+    _dataset: str | None = PrivateAttr(None)
 
     @field_validator("labels")
     @classmethod
@@ -183,6 +193,26 @@ class Recipe(_Strict):
                 f"got {prompt.template!r}"
             )
         return prompt
+
+    @model_validator(mode="after")
+    def _variants_valid(self) -> Recipe:
+        expand_variants(self)  # each variant is a whole recipe: its errors name it
+        return self
+
+    def variants(self) -> list[Variant]:
+        """The experiment's variants ([] without an experiment section)."""
+        return expand_variants(self)
+
+    def with_dataset(self, name: str) -> Recipe:
+        """This recipe, reading and writing the tokenized dataset `name`."""
+        copy = self.model_copy()
+        copy._dataset = name
+        return copy
+
+    @property
+    def dataset_name(self) -> str:
+        """The tokenized dataset (and partition cache) this recipe trains on."""
+        return self._dataset or self.name
 
     @property
     def model_name(self) -> str:

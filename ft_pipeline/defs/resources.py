@@ -33,8 +33,19 @@ class RecipeResource(dg.ConfigurableResource):
     def recipe_path(self) -> Path:
         return Path(self.path).resolve() if self.path else default_recipe_path()
 
-    def load(self) -> Recipe:
-        return load_recipe(self.recipe_path())
+    def load(self, variant: str | None = None) -> Recipe:
+        """The recipe, or with `variant` (a partition key) that experiment variant's."""
+        recipe = load_recipe(self.recipe_path())
+        if variant is None or recipe.experiment is None:
+            return recipe
+        by_name = {v.name: v.recipe for v in recipe.variants()}
+        if variant not in by_name:
+            raise dg.Failure(
+                description=f"variant {variant!r} is not in the experiment of "
+                f"{self.recipe_path()} (its variants: {', '.join(by_name)}); reload the code "
+                "location after editing the experiment section"
+            )
+        return by_name[variant]
 
     def base_dir(self) -> Path:
         """Relative source paths in the recipe are resolved against the recipe's folder."""

@@ -39,7 +39,13 @@ def deployed_model(
 
     r = recipe.load()
     paths = state.paths()
-    key = latest_adapter_key(context.instance)
+    if r.experiment is not None:  # the comparison's winner (defs/evaluation/experiment.py)
+        from ft_pipeline.defs.evaluation.experiment import winner_key
+
+        variant, key = winner_key(context.instance)
+        r = recipe.load(variant)  # the winner deploys with its own knobs (base, head, LoRA)
+    else:
+        key = latest_adapter_key(context.instance)
     result = read_result(paths.reports(r.name) / key)
     if not result or not result.get("gate", {}).get("passed"):
         raise dg.Failure(description=f"adapter {key} has not passed the promotion gate")

@@ -6,7 +6,7 @@ from pathlib import Path
 import dagster as dg
 
 from ft_pipeline.defs.conditions import downstream_condition
-from ft_pipeline.defs.lineage import latest_adapter_key
+from ft_pipeline.defs.lineage import latest_adapter_key, partition_of
 from ft_pipeline.defs.resources import (
     MlflowResource,
     RecipeResource,
@@ -52,9 +52,9 @@ def evaluation_report(
     from ft_pipeline.lib.evaluation.promotion import compare_with_champion, gate
     from ft_pipeline.lib.training.adapter_info import read_info
 
-    r = recipe.load()
+    r = recipe.load(partition_of(context))
     paths = state.paths()
-    key = latest_adapter_key(context.instance)
+    key = latest_adapter_key(context.instance, partition_of(context))
     folder = paths.adapters(r.name) / key
     info = read_info(folder)
     if info is None:
@@ -62,7 +62,7 @@ def evaluation_report(
             description=f"adapter {key} is incomplete: re-materialize fine_tuned_adapter"
         )
     out_dir = paths.reports(r.name) / key
-    dataset, _ = load_tokenized(paths.tokenized(r.name))
+    dataset, _ = load_tokenized(paths.tokenized(r.dataset_name))
     result, eval_key, reused = evaluate_or_reuse(
         folder / "adapter",
         r,
@@ -116,8 +116,8 @@ def evaluation_report_promotion_gate(
     current champion beyond its confidence interval."""
     from ft_pipeline.lib.evaluation.job import read_result
 
-    r = recipe.load()
-    key = latest_adapter_key(context.instance)
+    r = recipe.load(partition_of(context))
+    key = latest_adapter_key(context.instance, partition_of(context))
     result = read_result(state.paths().reports(r.name) / key) or {}
     outcome = result.get("gate", {"passed": False, "reasons": ["no evaluation result"]})
     return dg.AssetCheckResult(

@@ -5,6 +5,7 @@ import math
 import dagster as dg
 
 from ft_pipeline.defs.conditions import downstream_condition
+from ft_pipeline.defs.lineage import latest_adapter_key, partition_of
 from ft_pipeline.defs.resources import (
     MlflowResource,
     RecipeResource,
@@ -46,9 +47,9 @@ def fine_tuned_adapter(
     # Which process holds the `training` slot: if it dies, the landing sensor (or the next
     # `ft-pipeline run`) fails this run and frees the slot (ft_pipeline.defs.stale_runs).
     context.instance.add_run_tags(context.run_id, owner_tags())
-    r = recipe.load()
+    r = recipe.load(partition_of(context))
     paths = state.paths()
-    dataset, manifest = load_tokenized(paths.tokenized(r.name))
+    dataset, manifest = load_tokenized(paths.tokenized(r.dataset_name))
     tracker = mlflow.tracker(state, r)
     reaped = tracker.reap_stale_runs(dagster_run_finished(context.instance))
     if reaped:
@@ -84,6 +85,7 @@ def fine_tuned_adapter(
             "skipped_checkpoints": len(info.get("skipped_checkpoints", [])),
             "tokens_per_s": float(info["tokens_per_s"]),
             "train_minutes": float(info["train_seconds"]) / 60,
+            "train_cpu_minutes": float(info.get("cpu_seconds", 0.0)) / 60,
             "peak_rss_mb": float(info.get("peak_rss_mb", 0.0)),
             "path": dg.MetadataValue.path(str(outcome.adapter_dir)),
         },
@@ -97,10 +99,9 @@ def fine_tuned_adapter_converged(
     """Training converged: the kept adapter's validation loss is finite and below the start."""
     from ft_pipeline.lib.training.adapter_info import read_info
 
-    r = recipe.load()
+    r = recipe.load(partition_of(context))
     paths = state.paths()
-    event = context.instance.get_latest_materialization_event(fine_tuned_adapter.key)
-    key = event.asset_materialization.metadata["adapter_key"].value
+    key = latest_adapter_key(context.instance, partition_of(context))
     info = read_info(paths.adapters(r.name) / key) or {}
     initial, best = info.get("initial_val_loss", math.nan), info.get("best_val_loss", math.nan)
     passed = math.isfinite(best) and math.isfinite(initial) and best < initial

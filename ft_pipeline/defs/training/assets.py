@@ -1,5 +1,6 @@
 """tokenized_dataset: all clean partitions joined, split and tokenized."""
 
+import hashlib
 from pathlib import Path
 
 import dagster as dg
@@ -51,15 +52,42 @@ def tokenized_dataset(
             metadata={"excluded": excluded},
         )
     context.log.info(f"joining {len(frames)} partitions: {sorted(frames)}")
-    tokenizer = load_tokenizer(r.model.base, paths.models)
-    _, manifest = tokenize_partitions(paths, r, frames, versions, excluded, tokenizer)
-    target = paths.tokenized(r.name)
+    manifests = {}
+    # An experiment whose variants tokenize differently (another base model, head or
+    # max_length) gets one dataset per tokenization; the recipe's own always comes first.
+    for name, each in datasets_of(r).items():
+        tokenizer = load_tokenizer(each.model.base, paths.models)
+        _, manifests[name] = tokenize_partitions(paths, each, frames, versions, excluded, tokenizer)
+    manifest = manifests[r.dataset_name]
+    target = paths.tokenized(r.dataset_name)
     rows, sizes = manifest["rows_out"], manifest["split_sizes"]
     context.log.info(f"tokenized {rows} rows ({sizes}) into {target}")
+    metadata = _metadata(manifest, target)
+    if len(manifests) > 1:
+        metadata["datasets"] = dg.MetadataValue.json(
+            {
+                name: {"base": m["base_model"], "data_version": m["data_version"]}
+                for name, m in manifests.items()
+            }
+        )
     return dg.MaterializeResult(
-        data_version=dg.DataVersion(manifest["data_version"]),
-        metadata=_metadata(manifest, target),
+        data_version=dg.DataVersion(_combined_version(manifests)), metadata=metadata
     )
+
+
+def datasets_of(recipe) -> dict:
+    """dataset name -> the recipe that tokenizes it: the recipe's own, then any variant's."""
+    datasets = {recipe.dataset_name: recipe}
+    for variant in recipe.variants():
+        datasets.setdefault(variant.recipe.dataset_name, variant.recipe)
+    return datasets
+
+
+def _combined_version(manifests: dict) -> str:
+    versions = [m["data_version"] for m in manifests.values()]
+    if len(versions) == 1:
+        return versions[0]
+    return hashlib.sha256("|".join(versions).encode()).hexdigest()[:16]
 
 
 def _metadata(manifest: dict, target: Path) -> dict:

@@ -165,8 +165,8 @@ def tokenize_partitions(
     Uses (and prunes) the recipe's partition cache; returns the result and the manifest
     saved beside it (data version, partitions joined and left out, stats, split summary).
     """
-    cache = PartitionCache(paths.partition_cache(recipe.name), recipe.tokenization_hash())
-    pinned = earlier_ledger(paths.tokenized(recipe.name), recipe)
+    cache = PartitionCache(paths.partition_cache(recipe.dataset_name), recipe.tokenization_hash())
+    pinned = earlier_ledger(paths.tokenized(recipe.dataset_name), recipe)
     result = build_tokenized(frames, recipe, tokenizer, versions, cache, pinned)
     cache.prune()
     manifest = {
@@ -180,7 +180,7 @@ def tokenize_partitions(
         **result.stats,
         **split_summary(result.dataset, recipe.task),
     }
-    save_tokenized(result, paths.tokenized(recipe.name), manifest)
+    save_tokenized(result, paths.tokenized(recipe.dataset_name), manifest)
     return result, manifest
 
 

@@ -19,7 +19,8 @@ from datasets import DatasetDict
 from ft_pipeline.lib.data.splits import sample_indices
 from ft_pipeline.lib.evaluation import metrics as M
 from ft_pipeline.lib.evaluation.baseline import predict_with_scores, train_tfidf_baseline
-from ft_pipeline.lib.evaluation.model_scores import BASE, TUNED, evaluate_models
+from ft_pipeline.lib.evaluation.baseline_cache import base_key, cached, tfidf_key
+from ft_pipeline.lib.evaluation.model_scores import BASE, TUNED, evaluate_models, score_base
 from ft_pipeline.lib.evaluation.plots import plot_confusion_matrices, plot_loss_curves
 from ft_pipeline.lib.evaluation.promotion import paired_gain
 from ft_pipeline.lib.evaluation.report import render_report
@@ -30,10 +31,12 @@ from ft_pipeline.lib.state.fingerprint import code_fingerprint
 from ft_pipeline.lib.state.tracking import Tracker, lineage_tags
 from ft_pipeline.lib.training.adapter_info import history
 from ft_pipeline.lib.training.job import train_indices, val_indices
+from ft_pipeline.lib.training.keys import base_model_hash
 from ft_pipeline.recipe import Recipe
 
 RESULT_FILE = "result.json"
 REPORT_FILE = "report.md"
+BASELINES_DIR = "baselines"  # beside the reports: reference outputs, reused by key
 TFIDF = "tfidf"
 # Evaluation starts here; every project module it imports is in the evaluation key.
 EVALUATION_ENTRY = "ft_pipeline.lib.evaluation.job"
@@ -141,8 +144,16 @@ def evaluate(
         f"evaluating base and fine-tuned models on {len(test)} test rows ({recipe.model.head} head)"
     )
     ctx["progress"] = _throttled(log, "scoring")
+    # The base model scores these rows the same way for every adapter: computed once per key.
+    cached_in = out_dir.parent / BASELINES_DIR
+    key = base_key(recipe, base_model_hash(recipe.model.base), test, val, dev.type)
+    base = cached(
+        cached_in / f"base-{key}.json",
+        lambda: score_base(base_dir, recipe, tokenizer, test, val, ctx),
+        log,
+    )
     outputs, losses, kind = evaluate_models(
-        base_dir, adapter_dir, recipe, tokenizer, test, val, ctx
+        base_dir, adapter_dir, recipe, tokenizer, test, val, ctx, base=tuple(base)
     )
     result: dict[str, Any] = {
         "recipe": recipe.name,
@@ -170,7 +181,7 @@ def evaluate(
     result["predictions"] = {name: list(outputs[name]) for name in (BASE, TUNED)}
     if recipe.task == "classification":
         result["references"] = list(test["label"])
-        _classical_and_stats(result, outputs, dataset, test, recipe)
+        _classical_and_stats(result, outputs, dataset, test, recipe, cached_in, log)
     else:
         result["references"] = [str(r) for r in test["response"][: len(outputs[TUNED])]]
         result["gain"] = paired_gain(recipe, result["references"], outputs[BASE], outputs[TUNED])
@@ -187,10 +198,15 @@ def evaluate(
     return result
 
 
-def _classical_and_stats(result, outputs, dataset, test, recipe: Recipe) -> None:
-    train = dataset["train"].select(train_indices(dataset, recipe))
+def _tfidf(train, test, recipe: Recipe) -> list[str]:
     pipeline = train_tfidf_baseline(train["text"], train["label"], seed=recipe.training.seed)
-    outputs[TFIDF], _ = predict_with_scores(pipeline, test["text"], recipe.labels)
+    return predict_with_scores(pipeline, test["text"], recipe.labels)[0]
+
+
+def _classical_and_stats(result, outputs, dataset, test, recipe: Recipe, cached_in, log) -> None:
+    train = dataset["train"].select(train_indices(dataset, recipe))
+    path = cached_in / f"tfidf-{tfidf_key(recipe, train, test)}.json"
+    outputs[TFIDF] = cached(path, lambda: _tfidf(train, test, recipe), log)
     result["models"][TFIDF] = M.classification_metrics(test["label"], outputs[TFIDF], recipe.labels)
     ev = recipe.evaluation
     refs = list(test["label"])

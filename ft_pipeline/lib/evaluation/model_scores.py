@@ -73,6 +73,56 @@ def score_zero_shot(model, recipe: Recipe, tokenizer, texts: list[str], ctx: dic
     return _label_probs(model, recipe, tokenizer, encode_prompts(texts, recipe, tokenizer), ctx)
 
 
+def score_base(
+    base_dir: str | Path, recipe: Recipe, tokenizer: Any, test: Dataset, val: Dataset, ctx: dict
+) -> tuple[list[str], float, str]:
+    """The base model's predictions, validation loss and kind (ZERO_SHOT or UNTRAINED)."""
+    labels, device, pad = recipe.labels, ctx["device"], ctx["pad"]
+    if recipe.model.head == "lm":
+        model = load_causal_lm(base_dir, device)
+        outputs, loss = score_lm_head(model, recipe, tokenizer, test, val, ctx)
+        return outputs, loss, ZERO_SHOT
+    kind = base_kind(base_dir, tokenizer)
+    if kind == ZERO_SHOT:
+        lm = load_causal_lm(base_dir, device)
+        probs = score_zero_shot(lm, recipe, tokenizer, test["text"], ctx)
+        val_probs = score_zero_shot(lm, recipe, tokenizer, val["text"], ctx)
+        loss = _label_ce(val_probs, val["label"], labels)
+    else:
+        torch.manual_seed(recipe.training.seed)
+        untrained = load_classifier(base_dir, labels, device, pad)
+        probs = classifier_probs(untrained, test["input_ids"], pad, device, ctx["dtype"])
+        head = head_for(recipe)
+        loss = mean_loss(head, untrained, rows_for(val, head), pad, device, ctx["dtype"])
+    return [labels[i] for i in probs.argmax(axis=1)], loss, kind
+
+
+def score_tuned(
+    base_dir: str | Path,
+    adapter_dir: Path,
+    recipe: Recipe,
+    tokenizer: Any,
+    test: Dataset,
+    val: Dataset,
+    ctx: dict[str, Any],
+) -> tuple[list[str], float]:
+    """The fine-tuned model's predictions (labels or answers) and validation loss."""
+    from peft import PeftModel
+
+    labels, device, pad = recipe.labels, ctx["device"], ctx["pad"]
+    if recipe.model.head == "lm":
+        model = PeftModel.from_pretrained(load_causal_lm(base_dir, device), str(adapter_dir))
+        return score_lm_head(model, recipe, tokenizer, test, val, ctx)
+    torch.manual_seed(recipe.training.seed)
+    model = PeftModel.from_pretrained(
+        load_classifier(base_dir, labels, device, pad), str(adapter_dir)
+    )
+    probs = classifier_probs(model, test["input_ids"], pad, device, ctx["dtype"])
+    head = head_for(recipe)
+    loss = mean_loss(head, model, rows_for(val, head), pad, device, ctx["dtype"])
+    return [labels[i] for i in probs.argmax(axis=1)], loss
+
+
 def evaluate_models(
     base_dir: str | Path,
     adapter_dir: Path,
@@ -81,39 +131,10 @@ def evaluate_models(
     test: Dataset,
     val: Dataset,
     ctx: dict[str, Any],
+    base: tuple[list[str], float, str] | None = None,
 ) -> tuple[dict[str, list[str]], dict[str, float], str]:
-    """Predictions and validation losses of base and fine-tuned models, and the base kind."""
-    from peft import PeftModel
-
-    labels, device, pad = recipe.labels, ctx["device"], ctx["pad"]
-    outputs, losses = {}, {}
-    if recipe.model.head == "lm":
-        model = load_causal_lm(base_dir, device)
-        outputs[BASE], losses[BASE] = score_lm_head(model, recipe, tokenizer, test, val, ctx)
-        model = PeftModel.from_pretrained(model, str(adapter_dir))
-        outputs[TUNED], losses[TUNED] = score_lm_head(model, recipe, tokenizer, test, val, ctx)
-        return outputs, losses, ZERO_SHOT
-
-    kind = base_kind(base_dir, tokenizer)
-    if kind == ZERO_SHOT:
-        lm = load_causal_lm(base_dir, device)
-        probs = score_zero_shot(lm, recipe, tokenizer, test["text"], ctx)
-        val_probs = score_zero_shot(lm, recipe, tokenizer, val["text"], ctx)
-        losses[BASE] = _label_ce(val_probs, val["label"], labels)
-        del lm
-    else:
-        torch.manual_seed(recipe.training.seed)
-        untrained = load_classifier(base_dir, labels, device, pad)
-        probs = classifier_probs(untrained, test["input_ids"], pad, device, ctx["dtype"])
-        head = head_for(recipe)
-        losses[BASE] = mean_loss(head, untrained, rows_for(val, head), pad, device, ctx["dtype"])
-    outputs[BASE] = [labels[i] for i in probs.argmax(axis=1)]
-    torch.manual_seed(recipe.training.seed)
-    model = PeftModel.from_pretrained(
-        load_classifier(base_dir, labels, device, pad), str(adapter_dir)
-    )
-    probs = classifier_probs(model, test["input_ids"], pad, device, ctx["dtype"])
-    outputs[TUNED] = [labels[i] for i in probs.argmax(axis=1)]
-    head = head_for(recipe)
-    losses[TUNED] = mean_loss(head, model, rows_for(val, head), pad, device, ctx["dtype"])
-    return outputs, losses, kind
+    """Predictions and validation losses of base and fine-tuned models, and the base kind;
+    `base`: the base model's (predictions, loss, kind) when already known."""
+    outputs, loss, kind = base or score_base(base_dir, recipe, tokenizer, test, val, ctx)
+    tuned = score_tuned(base_dir, adapter_dir, recipe, tokenizer, test, val, ctx)
+    return {BASE: list(outputs), TUNED: tuned[0]}, {BASE: loss, TUNED: tuned[1]}, kind

@@ -1,4 +1,5 @@
-"""PNG plots for the evaluation report: confusion matrices and training loss curves.
+"""PNG plots for the evaluation report (confusion matrices, training loss curves) and for an
+experiment (each variant's metric against its training CPU-minutes).
 
 Headless (Agg backend) so they render in a Dagster run worker with no display; every
 figure is closed after saving so long-running processes do not accumulate them.
@@ -122,4 +123,28 @@ def plot_loss_curves(history: list[dict[str, Any]], path: str | Path) -> Path:
     ax.set_title("Training loss")
     ax.grid(alpha=0.3)
     ax.legend()
+    return _save(fig, path)
+
+
+def plot_variants(comparison: dict[str, Any], path: Path) -> Path:
+    """The gate metric with its CI against training CPU-minutes; references as lines."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for v in comparison["variants"]:
+        err = [[v["score"] - v["low"]], [v["high"] - v["score"]]]
+        marker = "*" if v["name"] == comparison["winner"] else "o"
+        ax.errorbar([v["cpu_minutes"]], [v["score"]], yerr=err, fmt=marker, capsize=4, ms=9)
+        ax.annotate(
+            v["name"],
+            (v["cpu_minutes"], v["score"]),
+            fontsize=7,
+            xytext=(4, 4),
+            textcoords="offset points",
+        )
+    for (name, value), style in zip(comparison["references"].items(), ("--", ":"), strict=False):
+        if value is not None:
+            ax.axhline(value, linestyle=style, color="grey", label=f"{name} {value:.3f}")
+    ax.set_xlabel("training CPU-minutes")
+    ax.set_ylabel(comparison["metric"])
+    ax.set_title(f"{comparison['recipe']}: variants on the same test rows")
+    ax.legend(fontsize=7, loc="lower right")
     return _save(fig, path)

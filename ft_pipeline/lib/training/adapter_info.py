@@ -7,6 +7,7 @@ the latest one to decide whether enough new rows arrived to retrain.
 from __future__ import annotations
 
 import json
+import resource
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,16 @@ from ft_pipeline.recipe import Recipe
 
 INFO_FILE = "adapter.json"
 HISTORY_FILE = "history.json"
+
+
+def cpu_seconds() -> float:
+    """CPU time (user + system, every thread) of this process and its waited-for children
+    (torchrun's workers): training's cost in CPU-seconds, whatever the thread count."""
+    own, kids = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def read_info(folder: Path) -> dict[str, Any] | None:

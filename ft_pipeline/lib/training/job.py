@@ -23,7 +23,7 @@ from ft_pipeline.lib.model.modeling import pick_device, pick_dtype
 from ft_pipeline.lib.state import atomic
 from ft_pipeline.lib.state.paths import StatePaths
 from ft_pipeline.lib.state.tracking import Tracker, flatten, lineage_tags
-from ft_pipeline.lib.training.adapter_info import HISTORY_FILE, INFO_FILE, read_info
+from ft_pipeline.lib.training.adapter_info import HISTORY_FILE, INFO_FILE, cpu_seconds, read_info
 from ft_pipeline.lib.training.distributed import check_supported
 from ft_pipeline.lib.training.keys import adapter_key, base_model_hash, code_version, training_hash
 from ft_pipeline.lib.training.launch import train_in_workers
@@ -117,14 +117,15 @@ def fit_adapter(
     with tracker.run(f"train-{recipe.name}-{key}", run_tags) as run_id:
         _log_inputs(tracker, run_id, paths, recipe, manifest, inputs)
         on_log = _step_logger(tracker, run_id, log)
-        warn = warn or log
+        warn, cpu = warn or log, cpu_seconds()
         result = _train(paths, recipe, inputs, folder, on_log, log, warn, fail_after_steps)
+        cpu = cpu_seconds() - cpu
         if result.resumed_from is not None:
             log(f"resumed from checkpoint at step {result.resumed_from}")
         _log_result(tracker, run_id, result)
         (folder / HISTORY_FILE).write_text(json.dumps(result.history))
         tracker.log_artifacts(run_id, result.adapter_dir, "adapter")
-        info = {"key": key, "mlflow_run_id": run_id, **_summary(result, inputs)}
+        info = {"key": key, "mlflow_run_id": run_id, **_summary(result, inputs), "cpu_seconds": cpu}
         info |= {
             "base_model": recipe.model.base,
             "base_dir": str(inputs.base_dir),
@@ -181,7 +182,7 @@ def _log_inputs(
             f"{recipe.name}-{name}",
             name,
             f"{manifest['data_version']}-{name}",
-            str(paths.tokenized(recipe.name)),
+            str(paths.tokenized(recipe.dataset_name)),
         )
 
 
@@ -240,7 +241,7 @@ def _train(
         )
     job = {
         "recipe": recipe.model_dump(mode="json"),
-        "dataset": str(paths.tokenized(recipe.name) / DATASET_DIR),
+        "dataset": str(paths.tokenized(recipe.dataset_name) / DATASET_DIR),
         "train_rows": [int(i) for i in inputs.train_rows],
         "val_rows": [int(i) for i in inputs.val_rows],
         "base_dir": str(inputs.base_dir),
