@@ -51,7 +51,7 @@ defs = dg.Definitions(
         build_landing_sensor(_automation.landing_interval_s),
         build_automation_sensor(_automation.automation_interval_s),
     ],
-    schedules=[retrain_schedule(_automation.retrain_cron)],
+    schedules=[retrain_schedule(_automation.retrain_cron, [v.name for v in _recipe.variants()])],
     # One process per run, not per step: a step costs no extra interpreter start-up (about
     # 6 s of imports here), and the `training` pool still serialises training steps.
     # FT_EXECUTOR_CONFIG=deploy/k8s/executor.yaml (or deploy/celery/...) runs each step in its

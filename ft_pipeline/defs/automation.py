@@ -141,10 +141,14 @@ MODEL_ASSETS = ("fine_tuned_adapter", "evaluation_report", "deployed_model")
 retrain_job = dg.define_asset_job("retrain", selection=dg.AssetSelection.assets(*MODEL_ASSETS))
 
 
-def retrain_schedule(cron: str) -> dg.ScheduleDefinition:
+def retrain_schedule(cron: str, variants: list[str] | None = None) -> dg.ScheduleDefinition:
     """Weekly (by default) retraining of the model assets. Unchanged inputs reuse the adapter
     by its key, so a quiet week costs seconds. A tick before any tokenized dataset exists
-    (a fresh state folder, or the first files still being ingested) is skipped, not failed."""
+    (a fresh state folder, or the first files still being ingested) is skipped, not failed.
+
+    With an experiment's `variants`, a tick requests each variant's training and evaluation
+    (one run per partition, one at a time through the `training` pool); automation then
+    compares them and deploys the winner once every variant is evaluated."""
 
     @dg.schedule(
         name="retrain_schedule",
@@ -157,6 +161,16 @@ def retrain_schedule(cron: str) -> dg.ScheduleDefinition:
         key = dg.AssetKey("tokenized_dataset")
         if context.instance.get_latest_materialization_event(key) is None:
             return dg.SkipReason("tokenized_dataset has not been materialized yet")
-        return dg.RunRequest()
+        if not variants:
+            return dg.RunRequest()
+        per_variant = [dg.AssetKey(a) for a in MODEL_ASSETS[:2]]
+        return [
+            dg.RunRequest(
+                partition_key=v,
+                asset_selection=per_variant,
+                run_key=f"{context.scheduled_execution_time}-{v}",  # one run per variant a tick
+            )
+            for v in variants
+        ]
 
     return _retrain

@@ -47,7 +47,7 @@ def test_variants_train_as_partitions_on_shared_data_and_only_the_winner_deploys
         tmp_path,
         tiny_model_dir,
         ["data/corpus.csv"],
-        training={**TRAINING, "max_steps": 12},
+        training={**TRAINING, "max_steps": 6, "eval_every": 3},
         lora=LORA,
         evaluation=OPEN_GATE,
         experiment=EXPERIMENT,
@@ -136,3 +136,36 @@ def test_variants_train_as_partitions_on_shared_data_and_only_the_winner_deploys
         assert deployed.success
         champion = registry.champion(client, "ft-fixture")
         assert champion.tags[KEY_TAG] == keys[meta["winner"]]
+
+
+def test_the_code_location_of_the_shipped_experiment_partitions_the_model_assets(tmp_path):
+    """What `make ui RECIPE=recipes/tweet_sentiment_experiment.yaml` loads: the variant
+    partitions on the two model assets, the comparison, and a valid repository."""
+    import os
+    import subprocess
+    import sys
+
+    probe = (
+        "import dagster as dg\n"
+        "from ft_pipeline.definitions import defs\n"
+        "dg.Definitions.validate_loadable(defs)\n"
+        "graph = defs.resolve_asset_graph()\n"
+        "for key in ('tokenized_dataset', 'fine_tuned_adapter', 'evaluation_report',"
+        " 'experiment_comparison', 'deployed_model'):\n"
+        "    p = graph.get(dg.AssetKey(key)).partitions_def\n"
+        "    print(key, p.get_partition_keys() if p else None)\n"
+    )
+    recipe = Path(__file__).resolve().parents[2] / "recipes" / "tweet_sentiment_experiment.yaml"
+    env = {**os.environ, "FT_RECIPE": str(recipe), "FT_HOME": str(tmp_path)}
+    out = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    variants = "['minilm-6k', 'minilm-9k', 'minilm-6k-lr2e-3']"
+    assert out.stdout.splitlines() == [
+        "tokenized_dataset None",
+        f"fine_tuned_adapter {variants}",
+        f"evaluation_report {variants}",
+        "experiment_comparison None",
+        "deployed_model None",
+    ]
