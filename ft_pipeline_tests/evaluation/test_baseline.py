@@ -59,3 +59,22 @@ def test_empty_input_and_bad_training_data():
         train_tfidf_baseline(TEXTS[:3], Y[:3])
     with pytest.raises(ValueError, match="labels"):
         train_tfidf_baseline(TEXTS, Y[:-1])
+
+
+def test_the_cache_keys_see_every_row_not_only_the_first_few():
+    """datasets' lazy Column shows only its first values in its repr; a digest of that repr
+    would reuse TF-IDF outputs trained on other rows (found on the shipped experiment)."""
+    from datasets import Dataset
+
+    from ft_pipeline.lib.evaluation.baseline_cache import rows_digest, tfidf_key
+    from ft_pipeline.recipe import parse_recipe
+
+    recipe = parse_recipe({"name": "k", "labels": ["a", "b"], "prompt": {"template": "{text}"}})
+    texts = [f"row {i}" for i in range(50)]
+    rows = Dataset.from_dict({"text": texts, "label": ["a", "b"] * 25})
+    edited = Dataset.from_dict(
+        {"text": [*texts[:40], "changed", *texts[41:]], "label": ["a", "b"] * 25}
+    )
+    assert rows_digest(rows, ("text",)) != rows_digest(edited, ("text",))
+    assert tfidf_key(recipe, rows, rows) != tfidf_key(recipe, rows.select(range(45)), rows)
+    assert tfidf_key(recipe, rows, rows) == tfidf_key(recipe, rows.select(range(50)), rows)

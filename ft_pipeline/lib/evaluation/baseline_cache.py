@@ -25,14 +25,16 @@ BASELINE_ENTRY = "ft_pipeline.lib.evaluation.baseline"
 
 
 def _sha(payload: Any) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[
-        :16
-    ]
+    # No `default=str`: a value JSON cannot write fails here instead of hashing its repr.
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def rows_digest(rows: Any, columns: tuple[str, ...]) -> str:
-    """A digest of these columns of a datasets.Dataset (the ones present)."""
-    return _sha({c: rows[c] for c in columns if c in rows.column_names})
+    """A digest of every value of these columns of a datasets.Dataset (the ones present).
+
+    `rows[c]` is a lazy `Column` in datasets 4+, whose repr shows only its first values:
+    each column is read out whole (`list`), never hashed through its repr."""
+    return _sha({c: list(rows[c]) for c in columns if c in rows.column_names})
 
 
 def base_key(recipe: Recipe, weights: str, test: Any, val: Any, device: str) -> str:

@@ -19,7 +19,7 @@ from datasets import DatasetDict
 from ft_pipeline.lib.data.splits import sample_indices
 from ft_pipeline.lib.evaluation import metrics as M
 from ft_pipeline.lib.evaluation.baseline import predict_with_scores, train_tfidf_baseline
-from ft_pipeline.lib.evaluation.baseline_cache import base_key, cached, tfidf_key
+from ft_pipeline.lib.evaluation.baseline_cache import base_key, cached, rows_digest, tfidf_key
 from ft_pipeline.lib.evaluation.model_scores import BASE, TUNED, evaluate_models, score_base
 from ft_pipeline.lib.evaluation.plots import plot_confusion_matrices, plot_loss_curves
 from ft_pipeline.lib.evaluation.promotion import paired_gain
@@ -55,9 +55,7 @@ def test_indices(dataset: DatasetDict, recipe: Recipe) -> list[int]:
 def test_digest(dataset: DatasetDict, recipe: Recipe) -> str:
     """A digest of the test rows the evaluation scores: their keys, labels and tokens."""
     test = dataset["test"].select(test_indices(dataset, recipe))
-    names = ("dedup_key", "label", "response", "input_ids")
-    payload = {c: test[c] for c in names if c in test.column_names}
-    return hashlib.sha256(json.dumps(payload, default=str).encode()).hexdigest()[:16]
+    return rows_digest(test, ("dedup_key", "label", "response", "input_ids"))
 
 
 def evaluation_key(adapter_key: str, recipe: Recipe, digest: str, root: Path | None = None) -> str:
