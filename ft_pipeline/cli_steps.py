@@ -61,9 +61,15 @@ def run_steps(steps: list[Step], materialize: Callable, failure_text: Callable) 
                 break
             continue
         lines = [summary(result, a) for a in step.assets]
-        note = "" if result.success else f" (gate: {failure_text(result)})"
+        note = "" if result.success else f" (not promotable: {_failed_checks(result)})"
         print(f"    ok in {took:.1f}s: {'; '.join(lines)}{note}")
     return failures
+
+
+def _failed_checks(result) -> str:
+    """Each failed check with its reason, e.g. the promotion gate's."""
+    failed = [e for e in result.get_asset_check_evaluations() if not e.passed]
+    return "; ".join(f"{e.check_name}: {e.description or 'failed'}" for e in failed) or "failed"
 
 
 def summary(result, asset: str) -> str:

@@ -139,6 +139,9 @@ def compare(
                 results[s.name]["predictions"][TUNED],
             )
     base = {s.name: s.extra.get("base") for s in scores}
+    # An encoder's base is an untrained head (chance level), a decoder's answers zero-shot.
+    kind = results[winner.name].get("base_kind", "")
+    base_name = "untrained-head base" if "untrained" in kind else "zero-shot base"
     return {
         "recipe": recipe.name,
         "metric": primary_metric(recipe),
@@ -150,7 +153,7 @@ def compare(
         "test_rows": len(refs),
         "variants": [asdict(s) for s in scores],
         "references": {
-            "zero-shot base": max((v for v in base.values() if v is not None), default=None),
+            base_name: max((v for v in base.values() if v is not None), default=None),
             "TF-IDF (all training rows)": tfidf_all["macro_f1"] if tfidf_all else None,
         },
         "tfidf_train_rows": tfidf_all["train_rows"] if tfidf_all else None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ft_pipeline.lib.data.tokenized import load_tokenized
+from ft_pipeline.lib.evaluation.baseline_cache import cached, tfidf_key
 from ft_pipeline.lib.evaluation.experiment import (
     check_same_rows,
     classical_references,
@@ -12,7 +13,7 @@ from ft_pipeline.lib.evaluation.experiment import (
     rows_digest,
     variant_score,
 )
-from ft_pipeline.lib.evaluation.job import read_result, test_digest, test_indices
+from ft_pipeline.lib.evaluation.job import BASELINES_DIR, read_result, test_digest, test_indices
 from ft_pipeline.lib.state.paths import StatePaths
 from ft_pipeline.lib.training.adapter_info import read_info
 from ft_pipeline.recipe import Recipe
@@ -57,7 +58,16 @@ def compare_variants(
             or load_tokenized(paths.tokenized(recipe.dataset_name))[0]
         )
         train, test = dataset["train"], dataset["test"].select(test_indices(dataset, recipe))
-        log(f"TF-IDF reference on all {len(train)} training rows")
         refs = next(iter(results.values()))["references"]
-        tfidf = classical_references(recipe, train["text"], train["label"], test["text"], refs)
+        path = (
+            paths.reports(recipe.name)
+            / BASELINES_DIR
+            / f"tfidf-all-{tfidf_key(recipe, train, test)}.json"
+        )
+        log(f"TF-IDF reference on all {len(train)} training rows")
+        tfidf = cached(
+            path,
+            lambda: classical_references(recipe, train["text"], train["label"], test["text"], refs),
+            log,
+        )
     return compare(recipe, scores, results, tfidf)
