@@ -33,6 +33,7 @@ from ft_pipeline.recipe_data import (
     SourceSpec,
     SplitConfig,
     _Strict,
+    same_up_to_case,
 )
 from ft_pipeline.recipe_experiment import ExperimentConfig, Variant, expand_variants
 from ft_pipeline.recipe_model import (
@@ -130,7 +131,7 @@ class Recipe(_Strict):
         for label in labels:
             if not label.strip() or label != label.strip():
                 raise ValueError(f"label {label!r} is empty or has leading/trailing spaces")
-        _same_up_to_case("labels", [(lab, lab) for lab in labels])
+        same_up_to_case("labels", [(lab, lab) for lab in labels])
         return labels
 
     @field_validator("label_aliases")
@@ -140,7 +141,7 @@ class Recipe(_Strict):
         bad = {k: v for k, v in aliases.items() if v not in labels}
         if bad:
             raise ValueError(f"aliases map to unknown labels {bad}; allowed targets: {labels}")
-        _same_up_to_case("label_aliases", [*((lab, lab) for lab in labels), *aliases.items()])
+        same_up_to_case("label_aliases", [*((lab, lab) for lab in labels), *aliases.items()])
         return aliases
 
     @model_validator(mode="before")
@@ -241,19 +242,6 @@ class Recipe(_Strict):
         return self.content_hash(
             "task", "labels", "label_aliases", "cleaning", "split", "prompt", "model"
         )
-
-
-def _same_up_to_case(what: str, pairs: list[tuple[str, str]]) -> None:
-    """Reject two names (labels or alias keys) that differ only by case or spacing but mean
-    different labels: a row cannot tell them apart (data labels are matched ignoring both)."""
-    seen: dict[str, tuple[str, str]] = {}
-    for key, target in pairs:
-        other, other_target = seen.setdefault(" ".join(key.split()).casefold(), (key, target))
-        if other_target != target:
-            raise ValueError(
-                f"{what} {other!r} and {key!r} differ only by case or spacing; "
-                "rows are matched ignoring both, so they cannot be told apart"
-            )
 
 
 def _format_error(err: dict[str, Any], data: Any) -> str:

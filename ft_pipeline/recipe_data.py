@@ -31,6 +31,19 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def same_up_to_case(what: str, pairs: list[tuple[str, str]]) -> None:
+    """Reject two names (labels or alias keys) that differ only by case or spacing but mean
+    different labels: a row cannot tell them apart (data labels are matched ignoring both)."""
+    seen: dict[str, tuple[str, str]] = {}
+    for key, target in pairs:
+        other, other_target = seen.setdefault(" ".join(key.split()).casefold(), (key, target))
+        if other_target != target:
+            raise ValueError(
+                f"{what} {other!r} and {key!r} differ only by case or spacing; "
+                "rows are matched ignoring both, so they cannot be told apart"
+            )
+
+
 class ColumnMapping(_Strict):
     """Which column of a source file holds each canonical field (None: not present)."""
 

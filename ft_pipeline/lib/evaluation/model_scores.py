@@ -88,13 +88,19 @@ def score_base(
         probs = score_zero_shot(lm, recipe, tokenizer, test["text"], ctx)
         val_probs = score_zero_shot(lm, recipe, tokenizer, val["text"], ctx)
         loss = _label_ce(val_probs, val["label"], labels)
-    else:
-        torch.manual_seed(recipe.training.seed)
-        untrained = load_classifier(base_dir, labels, device, pad)
-        probs = classifier_probs(untrained, test["input_ids"], pad, device, ctx["dtype"])
-        head = head_for(recipe)
-        loss = mean_loss(head, untrained, rows_for(val, head), pad, device, ctx["dtype"])
-    return [labels[i] for i in probs.argmax(axis=1)], loss, kind
+        return [labels[i] for i in probs.argmax(axis=1)], loss, kind
+    torch.manual_seed(recipe.training.seed)
+    untrained = load_classifier(base_dir, labels, device, pad)
+    return (*_classify(untrained, recipe, test, val, ctx), kind)
+
+
+def _classify(model, recipe: Recipe, test: Dataset, val: Dataset, ctx: dict):
+    """(predicted labels, validation loss) of a classification-head model."""
+    pad, device, dtype = ctx["pad"], ctx["device"], ctx["dtype"]
+    probs = classifier_probs(model, test["input_ids"], pad, device, dtype)
+    head = head_for(recipe)
+    loss = mean_loss(head, model, rows_for(val, head), pad, device, dtype)
+    return [recipe.labels[i] for i in probs.argmax(axis=1)], loss
 
 
 def score_tuned(
@@ -117,10 +123,7 @@ def score_tuned(
     model = PeftModel.from_pretrained(
         load_classifier(base_dir, labels, device, pad), str(adapter_dir)
     )
-    probs = classifier_probs(model, test["input_ids"], pad, device, ctx["dtype"])
-    head = head_for(recipe)
-    loss = mean_loss(head, model, rows_for(val, head), pad, device, ctx["dtype"])
-    return [labels[i] for i in probs.argmax(axis=1)], loss
+    return _classify(model, recipe, test, val, ctx)
 
 
 def evaluate_models(
