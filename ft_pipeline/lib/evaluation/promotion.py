@@ -10,9 +10,11 @@ for classification, mean token F1 for instruction and chat). The gate passes whe
 - the lower CI bound of (challenger - champion) is above `-evaluation.max_regression`;
 - with `evaluation.must_beat_baseline`, the lower bound of (challenger - TF-IDF) is above 0.
 
-A champion that cannot be re-scored (a chat recipe: its served input is one message) is
-compared by the metric it was registered with, against this model's interval, and the
-report says so.
+Every task's champion is re-scored: a chat champion is asked each test row's conversation
+so far (the served model takes it as a JSON list of messages in `text`, rendered with the
+same template as evaluation's prompts). A champion that cannot be re-scored (its registered
+model no longer loads) is compared by the metric it was registered with, against this
+model's interval, and the report says so.
 """
 
 from __future__ import annotations
@@ -55,11 +57,13 @@ def paired_gain(recipe: Recipe, refs: list, pred_a: list, pred_b: list) -> dict[
     )
 
 
-def champion_inputs(dataset: DatasetDict, recipe: Recipe, rows: list[int]) -> list[str] | None:
-    """What the served champion is asked for these test rows (None: it cannot be)."""
+def champion_inputs(dataset: DatasetDict, recipe: Recipe, rows: list[int]) -> list[str]:
+    """What the served champion is asked for these test rows: the cleaned input text, or
+    for chat the conversation before the answer, as the JSON list the server accepts."""
+    test = dataset["test"].select(rows)
     if recipe.task == "chat":
-        return None
-    return list(dataset["test"].select(rows)["text"])  # the cleaned input, as served
+        return [json.dumps(json.loads(m)[:-1]) for m in test["messages"]]
+    return list(test["text"])
 
 
 def rescore_champion(
@@ -119,7 +123,7 @@ def compare_with_champion(
     from ft_pipeline.lib.deployment.job import KEY_TAG
 
     result["models"].pop(CHAMPION, None)
-    for stale in ("champion_gain", "champion_version"):
+    for stale in ("champion_gain", "champion_version", "champion_rescore_error"):
         result.pop(stale, None)
     current = registry.champion(client, recipe.model_name)
     if current is None or current.tags.get(KEY_TAG) == result.get("adapter_key"):
@@ -127,10 +131,16 @@ def compare_with_champion(
     version = str(current.version)
     rows = rows[: len(result["references"])]
     inputs = champion_inputs(dataset, recipe, rows)
-    answers = None
-    if inputs is not None:
-        cache = cache_dir / f"v{version}-{result['test_digest']}.json"
+    cache = cache_dir / f"v{version}-{result['test_digest']}.json"
+    try:
         answers = rescore_champion(uri, recipe.model_name, version, inputs, cache, log)
+    except Exception as err:  # noqa: BLE001 - any load or predict failure: say so, fall back
+        answers = None
+        result["champion_rescore_error"] = f"{type(err).__name__}: {err}"
+        log(
+            f"champion version {version} could not be re-scored ({err}); comparing it by "
+            "its registered metric"
+        )
     attach_champion(result, recipe, version, answers)
     return registry.version_metrics(current)
 

@@ -105,9 +105,10 @@ def _champion_line(result: dict[str, Any], classification: bool) -> str | None:
         return None
     gain = result.get("champion_gain")
     if not gain:
+        why = result.get("champion_rescore_error", "no answers")
         return (
-            f"Champion version {version} could not be re-scored on these rows (its served "
-            "input is one message); the gate compared it by its registered metric."
+            f"Champion version {version} could not be re-scored on these rows ({why}); "
+            "the gate compared it by its registered metric."
         )
     what = "macro-F1" if classification else "token F1"
     level = f"{float(gain.get('confidence', 0.95)):.0%}"
