@@ -16,7 +16,9 @@ import yaml
 from ft_pipeline import cli
 from ft_pipeline.lib.state.paths import DEFAULT_RECIPE, StatePaths
 
-pytestmark = pytest.mark.slow
+# One worker for both: the model half reuses the data half's cleaned and tokenized corpus
+# (the module's state folder) instead of cleaning 38,158 rows again on the other worker.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("smoke")]
 KEY = "bundled:crowdflower-tweets"
 
 

@@ -30,6 +30,9 @@ from ft_pipeline.lib.deployment.job import KEY_TAG, fluent_tracking_uri
 from ft_pipeline.lib.deployment.serving import ARTIFACT_KEY, predict_folder, read_manifest
 from ft_pipeline_tests.training.test_assets import MODEL, ModelProject, _project, model_project
 
+# One worker for the whole module: its module fixture (the deployed first version)
+# is built once, not once per xdist worker.
+pytestmark = pytest.mark.xdist_group("kill-deploy")
 NAME = "ft-fixture"
 TEXTS = ["the gate was awful and late", "love this smooth trip", "check the schedule"]
 JOB_TIMEOUT_S = 300

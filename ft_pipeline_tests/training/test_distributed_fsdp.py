@@ -22,6 +22,9 @@ from ft_pipeline_tests.training.test_distributed import (  # noqa: F401 (`data`:
     data,
 )
 
+# One worker for the whole module: its module fixture (the two-process FSDP run)
+# is built once, not once per xdist worker.
+pytestmark = pytest.mark.xdist_group("fsdp")
 FSDP = {"strategy": "fsdp", "processes": 2}
 QUIET = dict(log=lambda _: None, warn=lambda _: None, on_log=lambda _: None)
 
