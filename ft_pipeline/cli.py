@@ -47,14 +47,23 @@ def _materialize(defs, instance, selection, partition_key=None):
 
 
 def _failure_text(result) -> str:
-    messages = [
-        e.event_specific_data.error.message.strip()
+    """Why a run failed: each failed check as a block (measured, limit, fix, where to look),
+    and the error of any step that failed for another reason than a blocking check."""
+    from ft_pipeline.defs.explained import failure_block
+
+    blocks = [failure_block(e) for e in result.get_asset_check_evaluations() if not e.passed]
+    errors = [
+        e.event_specific_data.error
         for e in result.all_events
         if e.is_step_failure and e.event_specific_data and e.event_specific_data.error
     ]
-    failed_checks = [e.check_name for e in result.get_asset_check_evaluations() if not e.passed]
-    parts = messages + ([f"failed checks: {', '.join(failed_checks)}"] if failed_checks else [])
-    return "; ".join(parts) or "run failed"
+    messages = [
+        err.message.strip()
+        for err in errors
+        if not (blocks and err.cls_name == "DagsterAssetCheckFailedError")
+    ]
+    text = "\n".join([*messages, *blocks]) or "run failed"
+    return text.replace("\n", "\n    ")
 
 
 def _up_to_date(paths: StatePaths, source, recipe_hash: str) -> bool:

@@ -61,15 +61,18 @@ def run_steps(steps: list[Step], materialize: Callable, failure_text: Callable) 
                 break
             continue
         lines = [summary(result, a) for a in step.assets]
-        note = "" if result.success else f" (not promotable: {_failed_checks(result)})"
+        note = "" if result.success else f"; not promotable:\n    {_failed_checks(result)}"
         print(f"    ok in {took:.1f}s: {'; '.join(lines)}{note}")
     return failures
 
 
 def _failed_checks(result) -> str:
-    """Each failed check with its reason, e.g. the promotion gate's."""
+    """Each failed check as its block (measured, limit, fix, where to look)."""
+    from ft_pipeline.defs.explained import failure_block
+
     failed = [e for e in result.get_asset_check_evaluations() if not e.passed]
-    return "; ".join(f"{e.check_name}: {e.description or 'failed'}" for e in failed) or "failed"
+    text = "\n".join(failure_block(e) for e in failed) or "failed"
+    return text.replace("\n", "\n    ")
 
 
 def summary(result, asset: str) -> str:

@@ -191,8 +191,8 @@ class QualityConfig(_Strict):
         0.05,
         ge=0.0,
         lt=1.0,
-        description="gate: each label must make up at least this share of a clean "
-        "partition and of the training split (classification; 0: off)",
+        description="gate: each label must make up at least this share of the joined "
+        "training split (classification; 0: off); one source file may hold any mix",
     )
     max_truncation_rate: Float = Field(
         0.02,

@@ -77,7 +77,7 @@ def test_definitions_load_with_assets_checks_and_groups():
     assert {"raw_data", "cleaned_data", "tokenized_dataset"} <= keys
     checks = {k.name: graph.get_check_spec(k) for k in graph.asset_check_keys}
     assert checks["raw_data_schema"].blocking
-    for name in ("rows_accounted", "labels_in_set", "texts_unique", "label_shares"):
+    for name in ("rows_accounted", "rows_kept", "labels_in_set", "texts_unique"):
         assert checks[f"cleaned_data_{name}"].blocking
     assert checks["tokenized_dataset_no_leakage"].blocking
     groups = {k.to_user_string(): graph.get(k).group_name for k in graph.get_all_asset_keys()}
@@ -187,26 +187,57 @@ def test_bad_files_fail_their_partition_only(project: Project):
     assert set(meta["excluded_partitions"]) == {k for k in keys if "good" not in k}
 
 
-def test_failed_quality_gate_keeps_partition_out_of_the_join(project: Project):
-    # 29 negatives and 1 positive: below the recipe's 10% minimum share for two labels.
-    rows = [r for r in fixture_rows(29, seed=5) if r["label"] == "negative"]
-    rows.append(fixture_rows(1, seed=6)[2])
-    write_csv(project.incoming / "skewed.csv", rows)
-    project.add("file:data/corpus.csv", "incoming:skewed.csv")
+def _negatives(n: int, seed: int) -> list[dict[str, str]]:
+    return [r for r in fixture_rows(n, seed=seed) if r["label"] == "negative"]
+
+
+def test_a_one_label_file_passes_its_gates_and_is_joined(project: Project):
+    """A delivery of complaints, all negative, is good data: label shares are judged on the
+    joined training split, which the corpus keeps balanced."""
+    write_csv(project.incoming / "complaints.csv", _negatives(12, seed=5))
+    project.add("file:data/corpus.csv", "incoming:complaints.csv")
     assert project.materialize(DATA, "file:data/corpus.csv").success
-    skewed = project.materialize(DATA, "incoming:skewed.csv")
-    assert not skewed.success
-    assert _checks(skewed)["cleaned_data_label_shares"] is False
-    evaluation = next(
+    one_sided = project.materialize(DATA, "incoming:complaints.csv")
+    assert one_sided.success and all(_checks(one_sided).values()), _checks(one_sided)
+
+    result = project.materialize(TOKENIZED)
+    assert result.success and _checks(result)["tokenized_dataset_label_balance"] is True
+    meta = _metadata(result, "tokenized_dataset")
+    assert "incoming:complaints.csv" in meta["partitions"] and not meta["excluded_partitions"]
+
+
+def test_a_one_sided_training_split_fails_label_balance_on_the_join(project: Project):
+    write_csv(project.incoming / "complaints.csv", _negatives(30, seed=5))
+    project.add("incoming:complaints.csv")
+    assert project.materialize(DATA, "incoming:complaints.csv").success
+    result = project.materialize(TOKENIZED)
+    assert _checks(result)["tokenized_dataset_label_balance"] is False
+    [balance] = [
         e
-        for e in skewed.get_asset_check_evaluations()
-        if e.check_name == "cleaned_data_label_shares"
-    )
-    gx_result = evaluation.metadata["gx_result"].value
-    assert gx_result["statistics"]["unsuccessful_expectations"] == 2
+        for e in result.get_asset_check_evaluations()
+        if e.check_name == "tokenized_dataset_label_balance"
+    ]
+    below = balance.metadata["below_minimum"].value
+    assert set(below) == {"neutral", "positive"} and all(v == 0 for v in below.values())
+
+
+def test_a_wholly_quarantined_file_fails_naming_its_reasons_row_by_row(project: Project):
+    rows = [{**r, "label": "meh"} for r in fixture_rows(4, seed=7)]
+    write_csv(project.incoming / "unlabelled.csv", rows)
+    project.add("file:data/corpus.csv", "incoming:unlabelled.csv")
+    assert project.materialize(DATA, "file:data/corpus.csv").success
+    result = project.materialize(DATA, "incoming:unlabelled.csv")
+    assert not result.success and _checks(result)["cleaned_data_rows_kept"] is False
+    [kept] = [e for e in result.get_asset_check_evaluations() if e.check_name.endswith("rows_kept")]
+    assert f"all {len(rows)} rows were quarantined" in kept.description
+    assert "unknown_label" in kept.description and "'meh'" in kept.description
+    # The asset itself materialized, so the UI shows each row with its reason.
+    meta = _metadata(result, "cleaned_data")
+    assert meta["rows_kept"] == 0 and meta["rows_quarantined"] == len(rows)
+    assert meta["quarantine_preview"].count("unknown label 'meh'") == len(rows)
 
     meta = _metadata(project.materialize(TOKENIZED), "tokenized_dataset")
-    assert "label_shares" in meta["excluded_partitions"]["incoming:skewed.csv"]
+    assert "rows_kept" in meta["excluded_partitions"]["incoming:unlabelled.csv"]
 
 
 def test_cli_run_materializes_and_then_skips_up_to_date(project: Project, monkeypatch, capsys):

@@ -6,6 +6,7 @@ from pathlib import Path
 import dagster as dg
 
 from ft_pipeline.defs.conditions import downstream_condition
+from ft_pipeline.defs.explained import explained
 from ft_pipeline.defs.lineage import latest_adapter_key, partition_of
 from ft_pipeline.defs.resources import (
     MlflowResource,
@@ -120,9 +121,21 @@ def evaluation_report_promotion_gate(
     key = latest_adapter_key(context.instance, partition_of(context))
     result = read_result(state.paths().reports(r.name) / key) or {}
     outcome = result.get("gate", {"passed": False, "reasons": ["no evaluation result"]})
-    return dg.AssetCheckResult(
-        passed=bool(outcome["passed"]),
-        description="; ".join(outcome["reasons"]) or None,
+    ev = r.evaluation
+    limit = f"gain over base: lower CI bound >= evaluation.min_f1_gain ({outcome.get('margin')})"
+    limit += (
+        f"; against the champion: lower bound > -evaluation.max_regression ({-ev.max_regression})"
+    )
+    if ev.must_beat_baseline:
+        limit += "; evaluation.must_beat_baseline: lower bound over TF-IDF > 0"
+    return explained(
+        "evaluation_report_promotion_gate",
+        bool(outcome["passed"]),
+        measured="; ".join(outcome["reasons"]) or "every rule met",
+        limit=limit,
+        fix="train a better model (more rows or steps: training.*, another base: model.base), "
+        "or, when the gate is stricter than you need, lower the margin in the recipe",
+        look=f"the report {state.paths().reports(r.name) / key / 'report.md'}",
         metadata={
             "reasons": outcome["reasons"],
             "champion": outcome.get("champion", {}),

@@ -10,6 +10,7 @@ import base64
 import dagster as dg
 
 from ft_pipeline.defs.evaluation.assets import evaluation_report
+from ft_pipeline.defs.explained import explained
 from ft_pipeline.defs.lineage import latest_adapter_key
 from ft_pipeline.defs.resources import MlflowResource, RecipeResource, StateResource, run_tags
 from ft_pipeline.recipe import Recipe
@@ -86,9 +87,15 @@ def experiment_comparison_winner_passed_gate(
     meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
     passed = bool(meta["winner_gate_passed"].value) if "winner_gate_passed" in meta else False
     winner = meta["winner"].value if "winner" in meta else "none"
-    return dg.AssetCheckResult(
-        passed=passed,
-        description=None if passed else f"the winner {winner} did not pass its promotion gate",
+    return explained(
+        "experiment_comparison_winner_passed_gate",
+        passed,
+        measured=f"the winner {winner} "
+        + ("passed its promotion gate" if passed else "did not pass its promotion gate"),
+        limit="the winner passes evaluation_report_promotion_gate (base, champion, baseline)",
+        fix="see the winner's evaluation_report_promotion_gate for the rule it missed; add "
+        "variants that might pass it (experiment.variants / grid)",
+        look=str(meta["path"].value) if "path" in meta else "experiment_comparison's metadata",
         metadata={"winner": winner},
     )
 

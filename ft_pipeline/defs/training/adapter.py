@@ -5,6 +5,7 @@ import math
 import dagster as dg
 
 from ft_pipeline.defs.conditions import downstream_condition
+from ft_pipeline.defs.explained import explained
 from ft_pipeline.defs.lineage import latest_adapter_key, partition_of
 from ft_pipeline.defs.resources import (
     MlflowResource,
@@ -105,8 +106,13 @@ def fine_tuned_adapter_converged(
     info = read_info(paths.adapters(r.name) / key) or {}
     initial, best = info.get("initial_val_loss", math.nan), info.get("best_val_loss", math.nan)
     passed = math.isfinite(best) and math.isfinite(initial) and best < initial
-    return dg.AssetCheckResult(
-        passed=passed,
+    return explained(
+        "fine_tuned_adapter_converged",
+        passed,
+        measured=f"best validation loss {best:.4f} against {initial:.4f} before training",
+        limit="finite, and below the initial validation loss",
+        fix="lower training.learning_rate (a loss that rose or went NaN), or train longer "
+        "(training.max_steps / epochs); check the labels are learnable",
+        look=f"the training curve in MLflow and {paths.adapters(r.name) / key}",
         metadata={"initial_val_loss": initial, "best_val_loss": best, "adapter_key": key},
-        description=None if passed else "validation loss did not go below its initial value",
     )

@@ -5,6 +5,7 @@ from collections.abc import Iterator
 import dagster as dg
 import pandas as pd
 
+from ft_pipeline.defs.explained import explained
 from ft_pipeline.defs.resources import RecipeResource, StateResource
 from ft_pipeline.defs.training.assets import tokenized_dataset
 
@@ -39,42 +40,75 @@ def tokenized_dataset_quality(
     frames = {s: dataset[s].select_columns(["dedup_key", "split"]).to_pandas() for s in dataset}
     both = pd.concat(frames.values(), ignore_index=True)
     leaks = leaking_keys(both, both["split"])
-    yield dg.AssetCheckResult(
-        check_name="tokenized_dataset_no_leakage",
-        passed=not leaks,
+    look = "tokenized_dataset's metadata in the UI (make ui)"
+    yield explained(
+        "tokenized_dataset_no_leakage",
+        not leaks,
+        measured=f"{len(leaks)} texts in more than one split (e.g. {leaks[:3]})",
+        limit="0",
+        fix="a bug in splitting, not in your data: report it with the keys above",
+        look=look,
         metadata={"leaking_texts": len(leaks), "examples": leaks[:5]},
     )
-    rate = float(manifest["truncation_rate"])
-    yield dg.AssetCheckResult(
-        check_name="tokenized_dataset_truncation_rate",
-        passed=rate <= r.quality.max_truncation_rate,
+    yield _truncation(r, manifest, look)
+    empty = rows_without_answer_tokens(dataset["train"], r.model.head, len(r.labels))
+    n_train = len(dataset["train"])
+    yield explained(
+        "tokenized_dataset_answer_tokens_present",
+        empty == 0 and n_train > 0,
+        measured=f"{empty} of {n_train} training rows have no answer token to learn from",
+        limit="0 such rows, and at least one training row",
+        fix="raise model.max_length so the answer fits after the prompt, or shorten "
+        "prompt.template / prompt.system; with no training rows, add data",
+        look=look,
+        metadata={"rows_without_answer_tokens": empty, "train_rows": n_train},
+    )
+    yield _balance(r, manifest, look)
+
+
+def _truncation(r, manifest: dict, look: str) -> dg.AssetCheckResult:
+    rate, limit = float(manifest["truncation_rate"]), r.quality.max_truncation_rate
+    cut, dropped = manifest["truncated_rows"], manifest["too_long_rows"]
+    lengths = manifest.get("token_length", {})  # of the kept rows, after shortening
+    spread = ", ".join(f"{k} {v}" for k, v in lengths.items())
+    return explained(
+        "tokenized_dataset_truncation_rate",
+        rate <= limit,
+        measured=f"{rate:.1%} of rows shortened ({cut}) or dropped as too long ({dropped}) "
+        f"at model.max_length {r.model.max_length}"
+        + (f"; kept rows' token lengths {spread}" if spread else ""),
+        limit=f"quality.max_truncation_rate {limit}",
+        fix="raise model.max_length (longer inputs, slower training), lower cleaning.max_chars "
+        "to quarantine the longest texts, or raise quality.max_truncation_rate to accept "
+        "cut texts",
+        look=look,
         metadata={
             "truncation_rate": rate,
-            "limit": r.quality.max_truncation_rate,
-            "truncated_rows": manifest["truncated_rows"],
-            "too_long_rows": manifest["too_long_rows"],
+            "truncated_rows": cut,
+            "too_long_rows": dropped,
+            "max_length": r.model.max_length,
         },
     )
-    empty = rows_without_answer_tokens(dataset["train"], r.model.head, len(r.labels))
-    yield dg.AssetCheckResult(
-        check_name="tokenized_dataset_answer_tokens_present",
-        passed=empty == 0 and len(dataset["train"]) > 0,
-        metadata={"rows_without_answer_tokens": empty, "train_rows": len(dataset["train"])},
-    )
+
+
+def _balance(r, manifest: dict, look: str) -> dg.AssetCheckResult:
     shares = {}
     if r.task == "classification":
         train = manifest["label_distribution"].get("train", {})
         total = max(1, sum(train.values()))
         shares = {lab: train.get(lab, 0) / total for lab in r.labels}
-    low = {k: v for k, v in shares.items() if v < r.quality.min_label_share}
-    yield dg.AssetCheckResult(
-        check_name="tokenized_dataset_label_balance",
-        passed=not low,
-        metadata={
-            "train_label_shares": shares,
-            "below_minimum": low,
-            "minimum": r.quality.min_label_share,
-        },
+    minimum = r.quality.min_label_share
+    low = {k: v for k, v in shares.items() if v < minimum}
+    return explained(
+        "tokenized_dataset_label_balance",
+        not low,
+        measured="label shares of the joined training split: "
+        + (", ".join(f"{k} {v:.1%}" for k, v in shares.items()) or "not a classification task"),
+        limit=f"quality.min_label_share {minimum} of the training split, for every label",
+        fix="add rows of those labels (any source file), merge or drop the rare label in "
+        "`labels` / `label_aliases`, or lower quality.min_label_share",
+        look=look,
+        metadata={"train_label_shares": shares, "below_minimum": low, "minimum": minimum},
     )
 
 
@@ -91,9 +125,15 @@ def tokenized_dataset_enough_new_rows(
     paths = state.paths()
     _, manifest = load_tokenized(paths.tokenized(r.name))
     due, new, reason = retraining_due(manifest, latest_adapter(paths, r), r.automation.min_new_rows)
-    return dg.AssetCheckResult(
-        passed=due,
+    return explained(
+        "tokenized_dataset_enough_new_rows",
+        due,
+        measured=reason,
+        limit=f"automation.min_new_rows {r.automation.min_new_rows} new rows since the last "
+        "adapter (automation only; a manual run or the schedule trains anyway)",
+        fix="wait for more data, lower automation.min_new_rows, or materialize "
+        "fine_tuned_adapter by hand",
+        look="the landing folder and tokenized_dataset's metadata",
         severity=dg.AssetCheckSeverity.WARN,
-        description=reason,
         metadata={"new_rows": new, "min_new_rows": r.automation.min_new_rows},
     )

@@ -95,8 +95,3 @@ def run_suite(frame: pd.DataFrame, name: str, expectations: list[Any]) -> SuiteO
         "results": rows,
     }
     return SuiteOutcome(bool(result.success), _jsonable(summary))
-
-
-def label_share_frame(labels: pd.Series, allowed: list[str]) -> pd.DataFrame:
-    """One 0/1 indicator column per label, so GX can bound each label's share by its mean."""
-    return pd.DataFrame({f"is_{lab}": (labels == lab).astype(float) for lab in allowed})

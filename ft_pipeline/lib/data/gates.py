@@ -1,5 +1,10 @@
 """The quality gates of cleaned_data, one GX suite per property.
 
+These judge the integrity of one delivered file (labels in set, texts, confidence range).
+Distribution properties (each label's share) belong to the joined training set, checked on
+tokenized_dataset: a landing file is often one-sided (a batch of complaints, all negative)
+and is still good data.
+
 Each gate returns a SuiteOutcome, or None when the property does not apply (no labels in
 an instruction task, no confidence column), so the check can pass and say why.
 """
@@ -10,12 +15,7 @@ from collections.abc import Callable
 
 import pandas as pd
 
-from ft_pipeline.lib.data.expectations import (
-    SuiteOutcome,
-    gx_expectations,
-    label_share_frame,
-    run_suite,
-)
+from ft_pipeline.lib.data.expectations import SuiteOutcome, gx_expectations, run_suite
 from ft_pipeline.recipe import Recipe
 
 Gate = Callable[[pd.DataFrame, Recipe], SuiteOutcome | None]
@@ -70,26 +70,10 @@ def confidence_in_range(frame: pd.DataFrame, recipe: Recipe) -> SuiteOutcome | N
     )
 
 
-def label_shares(frame: pd.DataFrame, recipe: Recipe) -> SuiteOutcome | None:
-    E = gx_expectations()
-    if recipe.task != "classification" or recipe.quality.min_label_share <= 0:
-        return None
-    shares = label_share_frame(frame["label"], recipe.labels)
-    return run_suite(
-        shares,
-        "label_shares",
-        [
-            E.ExpectColumnMeanToBeBetween(column=c, min_value=recipe.quality.min_label_share)
-            for c in shares.columns
-        ],
-    )
-
-
 CLEAN_GATES: dict[str, tuple[Gate, str]] = {
     "labels_in_set": (labels_in_set, "Every label is one of the recipe's labels."),
     "text_not_null": (text_not_null, "No row has an empty text."),
     "text_length_in_bounds": (text_length_in_bounds, "Texts are within cleaning.min/max_chars."),
     "texts_unique": (texts_unique, "No two rows share a normalised text."),
     "confidence_in_range": (confidence_in_range, "Annotator confidence lies in [0, 1]."),
-    "label_shares": (label_shares, "Each label has at least quality.min_label_share of rows."),
 }
