@@ -28,10 +28,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under `--dist loadgroup`, every `xdist_group` test must carry its group in its node
-    id: that suffix is all xdist schedules by. pytest 9.2 derives node ids afresh and drops
-    it, so the live tests (one `dagster dev` at a time) silently ran side by side; fail the
-    run instead of letting that happen again."""
+    """Under `--dist loadgroup` xdist schedules by the `@group` suffix of node ids; pytest
+    9.2 dropped it, so the live tests (one `dagster dev` at a time) ran side by side: fail."""
     if not (os.environ.get("PYTEST_XDIST_WORKER") and config.getoption("loadgroup", False)):
         return
     lost = [i.nodeid for i in items if i.get_closest_marker("xdist_group") and "@" not in i.nodeid]
