@@ -90,9 +90,8 @@ def cleaned_data(
     raw = pd.read_parquet(paths.raw(key))
     result = clean_frame(raw, r, ColumnMapping(**info["columns"]), key)
     version = store.clean_version(info, r.cleaning_hash())
-    store.write_clean(
-        paths, key, result.kept, result.quarantined, {"data_version": version, **result.stats}
-    )
+    stats = {"data_version": version, **result.stats}
+    store.write_clean(paths, key, result.kept, result.quarantined, stats, result.signatures)
     reasons = pd.DataFrame(list(result.reasons().items()), columns=["reason_code", "rows"])
     preview = result.quarantined[[ROW_COLUMN, "reason", "text_original"]].head(PREVIEW_ROWS)
     preview = preview.assign(text_original=preview["text_original"].map(_shorten))

@@ -12,9 +12,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from ft_pipeline.lib.data.dedup import find_duplicates
+from ft_pipeline.lib.data.dedup import find_duplicates, signatures
 from ft_pipeline.lib.data.readers import ROW_COLUMN
 from ft_pipeline.lib.data.text import dedup_key, normalize_text
 from ft_pipeline.recipe import ColumnMapping, Recipe
@@ -47,6 +48,9 @@ class CleanResult:
     kept: pd.DataFrame
     quarantined: pd.DataFrame
     stats: dict[str, int] = field(default_factory=dict)
+    # MinHash signatures of the kept rows' dedup keys, one row each (None without near-dup
+    # detection): the tokenized join reuses them instead of hashing every row again.
+    signatures: np.ndarray | None = None
 
     @property
     def rows_in(self) -> int:
@@ -199,9 +203,10 @@ def clean_frame(
                 {**base, "text_original": original, "reason_code": exc.code, "reason": exc.reason}
             )
 
-    duplicates = find_duplicates(
-        [r["dedup_key"] for r in kept], recipe.cleaning.near_duplicate_threshold
-    )
+    keys = [r["dedup_key"] for r in kept]
+    threshold = recipe.cleaning.near_duplicate_threshold
+    sigs = signatures(keys) if threshold is not None and threshold < 1.0 else None
+    duplicates = find_duplicates(keys, threshold, sigs)
     drop = set()
     for dup in duplicates:
         row, first = kept[dup.index], kept[dup.of]
@@ -217,7 +222,8 @@ def clean_frame(
             {**row, "reason_code": code, "reason": reason, "duplicate_of": first[ROW_COLUMN]}
         )
         drop.add(dup.index)
-    kept = [r for i, r in enumerate(kept) if i not in drop]
+    kept_at = [i for i in range(len(kept)) if i not in drop]
+    kept = [kept[i] for i in kept_at]
 
     kept_df = pd.DataFrame(kept, columns=CLEAN_COLUMNS)
     kept_df["confidence"] = kept_df["confidence"].astype("float64")
@@ -233,4 +239,4 @@ def clean_frame(
     }
     if stats["rows_in"] != stats["rows_kept"] + stats["rows_quarantined"]:
         raise AssertionError(f"row accounting broken for {source}: {stats}")
-    return CleanResult(kept_df, quarantine_df, stats)
+    return CleanResult(kept_df, quarantine_df, stats, None if sigs is None else sigs[kept_at])

@@ -20,6 +20,7 @@ import pandas as pd
 import transformers
 
 from ft_pipeline.lib.data.dedup import signatures
+from ft_pipeline.lib.data.partition_store import save_npy
 from ft_pipeline.lib.data.rendering import EncodedRows
 from ft_pipeline.lib.state import atomic
 from ft_pipeline.lib.state.paths import slug
@@ -30,10 +31,19 @@ POS = "_pos"  # a row's position in its clean partition
 
 
 class PartitionCache:
-    """Signatures and encoded rows per (partition, version); `root=None` caches nothing."""
+    """Signatures and encoded rows per (partition, version); `root=None` caches nothing.
 
-    def __init__(self, root: Path | None, tokenization: str = "") -> None:
+    `saved(key, version, rows)`, if given, returns the signatures cleaning saved with the
+    partition (or None): they are used before this cache's own."""
+
+    def __init__(
+        self,
+        root: Path | None,
+        tokenization: str = "",
+        saved: Callable[[str, str, int], np.ndarray | None] | None = None,
+    ) -> None:
         self.root = root
+        self.saved = saved
         self.tokenization = hashlib.sha256(
             f"{FORMAT}:{tokenization}:{transformers.__version__}".encode()
         ).hexdigest()[:12]
@@ -50,6 +60,10 @@ class PartitionCache:
 
     def signatures(self, key: str, version: str, frame: pd.DataFrame) -> np.ndarray:
         """MinHash signatures of the partition's dedup keys, one row per clean row."""
+        known = self.saved(key, version, len(frame)) if self.saved and version else None
+        if known is not None:
+            self.hits += 1
+            return known
         path = self._path("signatures", key, version, ".npy")
         if path is not None and path.is_file():
             try:
@@ -62,7 +76,7 @@ class PartitionCache:
         self.misses += 1
         sigs = signatures(frame["dedup_key"].tolist())
         if path is not None:
-            _write(path, lambda tmp: _save_npy(tmp, sigs))
+            _write(path, lambda tmp: save_npy(tmp, sigs))
         return sigs
 
     def encoded(
@@ -104,11 +118,6 @@ class PartitionCache:
                 except OSError as exc:
                     log.warning("%s: could not delete stale cache entry (%s)", path, exc)
         return removed
-
-
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    with open(path, "wb") as f:  # a file object: np.save would append ".npy" to a name
-        np.save(f, array, allow_pickle=False)
 
 
 def _write(path: Path, save: Callable[[Path], None]) -> None:

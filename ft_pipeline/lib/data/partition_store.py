@@ -17,6 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ft_pipeline.lib.data.sources import Source
@@ -70,17 +71,50 @@ def write_clean(
     kept: pd.DataFrame,
     quarantined: pd.DataFrame,
     stats: dict[str, Any],
+    signatures: np.ndarray | None = None,
 ) -> None:
-    """A clean partition: stats sidecar (with its data version), kept and quarantined rows.
+    """A clean partition: stats sidecar (with its data version), kept and quarantined rows,
+    and the kept rows' MinHash signatures when cleaning computed them.
 
-    All three are staged first; the stats go in first, which makes the old gate stale."""
-    atomic.write_files(
-        [
-            (_sidecar(paths.clean(key), "stats"), _json_writer(stats)),
-            (paths.clean(key), _parquet_writer(kept)),
-            (paths.quarantine(key), _parquet_writer(quarantined)),
-        ]
-    )
+    All are staged first; the stats go in first, which makes the old gate stale. The
+    signatures file is named by the data version, so it can never pass for another one;
+    those of earlier versions are deleted once the new files are in place."""
+    items = [
+        (_sidecar(paths.clean(key), "stats"), _json_writer(stats)),
+        (paths.clean(key), _parquet_writer(kept)),
+        (paths.quarantine(key), _parquet_writer(quarantined)),
+    ]
+    keep = None
+    if signatures is not None:
+        if len(signatures) != len(kept):
+            raise ValueError(f"{key}: {len(signatures)} signatures for {len(kept)} kept rows")
+        keep = _signatures_path(paths, key, stats["data_version"])
+        items.append((keep, lambda tmp: save_npy(tmp, signatures)))
+    atomic.write_files(items)
+    for old in paths.clean(key).parent.glob(f"{paths.clean(key).stem}.signatures-*.npy"):
+        if old != keep:
+            old.unlink(missing_ok=True)
+
+
+def _signatures_path(paths: StatePaths, key: str, version: str) -> Path:
+    clean = paths.clean(key)
+    return clean.with_name(f"{clean.stem}.signatures-{version}.npy")
+
+
+def save_npy(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as f:  # a file object: np.save would append ".npy" to a name
+        np.save(f, array, allow_pickle=False)
+
+
+def read_signatures(paths: StatePaths, key: str, version: str, rows: int) -> np.ndarray | None:
+    """The signatures cleaning saved for this data version of the partition, if it saved
+    them and they hold one row per clean row; None otherwise (the caller computes them)."""
+    path = _signatures_path(paths, key, version)
+    try:
+        sigs = np.load(path, allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    return sigs if sigs.ndim == 2 and sigs.shape[0] == rows else None
 
 
 def read_raw_info(paths: StatePaths, key: str) -> dict[str, Any]:

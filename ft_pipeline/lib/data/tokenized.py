@@ -15,6 +15,7 @@ import pyarrow as pa
 from datasets import Dataset, DatasetDict, load_from_disk
 
 from ft_pipeline.lib.data.partition_cache import POS, PartitionCache
+from ft_pipeline.lib.data.partition_store import read_signatures
 from ft_pipeline.lib.data.readers import ROW_COLUMN
 from ft_pipeline.lib.data.rendering import IGNORE_INDEX, encode_plain, encode_rows
 from ft_pipeline.lib.data.splits import (
@@ -165,7 +166,11 @@ def tokenize_partitions(
     Uses (and prunes) the recipe's partition cache; returns the result and the manifest
     saved beside it (data version, partitions joined and left out, stats, split summary).
     """
-    cache = PartitionCache(paths.partition_cache(recipe.dataset_name), recipe.tokenization_hash())
+    cache = PartitionCache(
+        paths.partition_cache(recipe.dataset_name),
+        recipe.tokenization_hash(),
+        saved=lambda key, version, rows: read_signatures(paths, key, version, rows),
+    )
     pinned = earlier_ledger(paths.tokenized(recipe.dataset_name), recipe)
     result = build_tokenized(frames, recipe, tokenizer, versions, cache, pinned)
     cache.prune()
