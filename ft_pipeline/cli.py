@@ -15,6 +15,10 @@ from pathlib import Path
 from ft_pipeline.cli_steps import DOWNSTREAM, run_steps, steps_for
 from ft_pipeline.lib.state.paths import HOME_ENV, RECIPE_ENV, StatePaths, prepare_dagster_home
 
+# The job name dg.materialize gives its runs; the UI and the runs list show it.
+RUN_JOB = "__ephemeral_asset_job__"
+VERBOSE_HELP = "print Dagster's event log here too (it always goes to the log file named)"
+
 
 def _setup(args: argparse.Namespace) -> StatePaths:
     if args.home:
@@ -28,19 +32,26 @@ def _setup(args: argparse.Namespace) -> StatePaths:
     return paths
 
 
-def _materialize(defs, instance, selection, partition_key=None):
+def _materialize(defs, instance, selection, partition_key=None, log=None):
+    """One run of the selected assets and checks, in this process, logged by `log`
+    (cli_log.RunLog: the named file and the step echo; Dagster's console log without it)."""
     import dagster as dg
 
     from ft_pipeline.defs.stale_runs import owner_tags, recover_stale_runs
 
     for run_id in recover_stale_runs(instance):
         print(f"    run {run_id}: its process is gone; marked failed, its pool slots freed")
-    return dg.materialize(
-        [*defs.assets, *defs.asset_checks],
-        selection=selection,
-        partition_key=partition_key,
-        instance=instance,
+    job = dg.define_asset_job(RUN_JOB, selection=selection)
+    run_defs = dg.Definitions(
+        jobs=[job],
+        assets=[*defs.assets, *defs.asset_checks],
         resources=defs.resources,
+        loggers=log.loggers() if log is not None else None,
+    )
+    return run_defs.resolve_job_def(RUN_JOB).execute_in_process(
+        run_config=log.run_config() if log is not None else None,
+        instance=instance,
+        partition_key=partition_key,
         raise_on_error=False,
         tags={"ft_pipeline/launched_by": "ft-pipeline run", **owner_tags()},
     )
@@ -84,8 +95,20 @@ def _up_to_date(paths: StatePaths, source, recipe_hash: str) -> bool:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Register every source as a partition, clean each, then build the downstream assets."""
+    """Register every source as a partition, clean each, then build the downstream assets:
+    one line per step here, Dagster's event log in a file under the state folder."""
+    from ft_pipeline.cli_log import RunLog
+
     paths = _setup(args)
+    log = RunLog(paths.root / "logs", verbose=getattr(args, "verbose", False))
+    try:
+        with log.quiet_libraries():
+            return _run(args, paths, log)
+    finally:
+        log.close()
+
+
+def _run(args: argparse.Namespace, paths: StatePaths, log) -> int:
     import dagster as dg
 
     from ft_pipeline.definitions import defs
@@ -109,6 +132,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if new:
         instance.add_dynamic_partitions(source_partitions.name, new)
     print(f"recipe {recipe.name} ({recipe_res.recipe_path()}), state {paths.root}")
+    print(f"Dagster's event log: {log.path}" + ("" if log.verbose else " (-v prints it here)"))
     print(f"{len(sources)} source partitions ({len(new)} new)")
 
     failures: dict[str, str] = {}
@@ -119,7 +143,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             continue
         started = time.monotonic()
         print(f"[{i}/{len(sources)}] {source.key}: raw_data + cleaned_data ...", flush=True)
-        result = _materialize(defs, instance, data, source.key)
+        result = _materialize(defs, instance, data, source.key, log)
         took = time.monotonic() - started
         if result.success:
             print(f"    ok in {took:.1f}s: {_clean_counts(paths, source.key)}")
@@ -129,9 +153,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     steps = steps_for(recipe, args.until_assets)
     failures |= run_steps(
-        steps, lambda sel, part: _materialize(defs, instance, sel, part), _failure_text
+        steps, lambda sel, part: _materialize(defs, instance, sel, part, log), _failure_text
     )
-    print("done; open the UI with `make ui`" if not failures else f"{len(failures)} step(s) failed")
+    if failures:
+        print(f"{len(failures)} step(s) failed; every event of these runs: {log.path}")
+    else:
+        print("done; open the UI with `make ui`")
     return 1 if failures else 0
 
 
@@ -254,11 +281,13 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument(
         "--until", choices=DOWNSTREAM, default=DOWNSTREAM[-1], help="last asset to build"
     )
+    run.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
     run.set_defaults(func=cmd_run)
     experiment = sub.add_parser(
         "experiment", help="train, evaluate and compare the recipe's variants; deploy the winner"
     )
     experiment.add_argument("--force", action="store_true", help="recompute up-to-date partitions")
+    experiment.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
     experiment.set_defaults(func=cmd_run, until=DOWNSTREAM[-1])
     predict = sub.add_parser("predict", help="classify texts with the champion model")
     predict.add_argument("texts", nargs="+")
