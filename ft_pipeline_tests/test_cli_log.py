@@ -61,7 +61,9 @@ def _run_job(log: RunLog, tmp_path: Path, body) -> None:
         body(context.log)
 
     job_defs = dg.Definitions(
-        jobs=[dg.define_asset_job("j", selection=[talking])], assets=[talking], loggers=log.loggers()
+        jobs=[dg.define_asset_job("j", selection=[talking])],
+        assets=[talking],
+        loggers=log.loggers(),
     )
     with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
         result = job_defs.resolve_job_def("j").execute_in_process(
