@@ -7,29 +7,26 @@ materialization, check and log line is visible in the UI afterwards.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
-from pathlib import Path
 
+from ft_pipeline.cli_commands import (
+    clean_counts,
+    cmd_mlflow_server,
+    cmd_predict,
+    cmd_recipe_reference,
+    cmd_rollback,
+    cmd_status,
+    setup_state,
+    state_resource,
+)
+from ft_pipeline.cli_init import add_parser as add_init_parser
 from ft_pipeline.cli_steps import DOWNSTREAM, run_steps, steps_for
-from ft_pipeline.lib.state.paths import HOME_ENV, RECIPE_ENV, StatePaths, prepare_dagster_home
+from ft_pipeline.lib.state.paths import StatePaths
 
 # The job name dg.materialize gives its runs; the UI and the runs list show it.
 RUN_JOB = "__ephemeral_asset_job__"
 VERBOSE_HELP = "print Dagster's event log here too (it always goes to the log file named)"
-
-
-def _setup(args: argparse.Namespace) -> StatePaths:
-    if args.home:
-        os.environ[HOME_ENV] = str(Path(args.home).resolve())
-    if args.recipe:
-        os.environ[RECIPE_ENV] = str(Path(args.recipe).resolve())
-    from ft_pipeline.lib.state.paths import default_home
-
-    paths = StatePaths(default_home()).ensure()
-    os.environ["DAGSTER_HOME"] = str(prepare_dagster_home(paths))
-    return paths
 
 
 def _materialize(defs, instance, selection, partition_key=None, log=None):
@@ -99,7 +96,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     one line per step here, Dagster's event log in a file under the state folder."""
     from ft_pipeline.cli_log import RunLog
 
-    paths = _setup(args)
+    paths = setup_state(args)
     log = RunLog(paths.root / "logs", verbose=getattr(args, "verbose", False))
     try:
         with log.quiet_libraries():
@@ -126,7 +123,7 @@ def _run(args: argparse.Namespace, paths: StatePaths, log) -> int:
         )
         return 2
     instance = dg.DagsterInstance.get()
-    sources = discover(recipe, recipe_res.base_dir(), recipe_res.landing(_state()))
+    sources = discover(recipe, recipe_res.base_dir(), recipe_res.landing(state_resource()))
     known = set(instance.get_dynamic_partitions(source_partitions.name))
     new = [s.key for s in sources if s.key not in known]
     if new:
@@ -146,7 +143,7 @@ def _run(args: argparse.Namespace, paths: StatePaths, log) -> int:
         result = _materialize(defs, instance, data, source.key, log)
         took = time.monotonic() - started
         if result.success:
-            print(f"    ok in {took:.1f}s: {_clean_counts(paths, source.key)}")
+            print(f"    ok in {took:.1f}s: {clean_counts(paths, source.key)}")
         else:
             failures[source.key] = _failure_text(result)
             print(f"    FAILED in {took:.1f}s: {failures[source.key]}")
@@ -160,115 +157,6 @@ def _run(args: argparse.Namespace, paths: StatePaths, log) -> int:
     else:
         print("done; open the UI with `make ui`")
     return 1 if failures else 0
-
-
-def _registry_target():
-    from ft_pipeline.defs.resources import MlflowResource, RecipeResource
-
-    recipe = RecipeResource().load()
-    return MlflowResource().uri(_state()), recipe.model_name
-
-
-def cmd_predict(args: argparse.Namespace) -> int:
-    """Print the champion's label and scores for each text."""
-    _setup(args)
-    import mlflow
-    import pandas as pd
-
-    uri, name = _registry_target()
-    mlflow.set_tracking_uri(uri)
-    try:
-        model = mlflow.pyfunc.load_model(f"models:/{name}@champion")
-    except mlflow.exceptions.MlflowException as exc:
-        print(f"error: no champion for {name!r} yet (run `make run`): {exc}", file=sys.stderr)
-        return 1
-    out = model.predict(pd.DataFrame({"text": args.texts}))
-    for text, row in zip(args.texts, out.to_dict(orient="records"), strict=True):
-        scores = ", ".join(
-            f"{k.removeprefix('score_')} {v:.3f}" for k, v in row.items() if k != "label"
-        )
-        print(f"{row['label']}\t({scores})\t{text}")
-    return 0
-
-
-def cmd_rollback(args: argparse.Namespace) -> int:
-    """Move the champion alias back to the version it replaced."""
-    _setup(args)
-    from ft_pipeline.lib.deployment.registry import RegistryError, rollback
-
-    uri, name = _registry_target()
-    try:
-        before, after = rollback(uri, name)
-    except RegistryError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(f"{name}: champion moved from version {before} back to version {after}")
-    return 0
-
-
-def cmd_mlflow_server(args: argparse.Namespace) -> int:
-    """Replace this process with `mlflow server` on PostgreSQL (lib.state.tracking_server)."""
-    paths = _setup(args)
-    from ft_pipeline.lib.state.tracking_server import server_command
-
-    try:
-        argv, env = server_command(
-            os.environ,
-            paths.mlflow_artifacts,
-            args.host,
-            args.port,
-            args.workers,
-            args.allowed_hosts,
-        )
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"MLflow tracking server: FT_MLFLOW_TRACKING_URI=http://{args.host}:{args.port}")
-    sys.stdout.flush()
-    os.execve(argv[0], argv, env)
-
-
-def _state():
-    from ft_pipeline.defs.resources import StateResource
-
-    return StateResource()
-
-
-def _clean_counts(paths: StatePaths, key: str) -> str:
-    from ft_pipeline.lib.data import partition_store as store
-
-    s = store.read_clean_info(paths, key) or {}
-    return (
-        f"{s.get('rows_in')} rows in = {s.get('rows_kept')} kept + "
-        f"{s.get('rows_quarantined')} quarantined"
-    )
-
-
-def cmd_status(args: argparse.Namespace) -> int:
-    """Per-partition row counts and gate status, from the files under the state folder."""
-    paths = _setup(args)
-    import dagster as dg
-
-    from ft_pipeline.defs.partitions import source_partitions
-    from ft_pipeline.lib.data import partition_store as store
-
-    instance = dg.DagsterInstance.get()
-    for key in instance.get_dynamic_partitions(source_partitions.name):
-        gate = store.read_gate(paths, key)
-        status = "unchecked" if gate is None else ("passed" if gate["passed"] else "FAILED")
-        print(f"{key}: {_clean_counts(paths, key)}; gate {status}")
-    return 0
-
-
-def cmd_recipe_reference(args: argparse.Namespace) -> int:
-    """Print the recipe reference (docs/recipe-reference.md), or write it to --out."""
-    from ft_pipeline.recipe_reference import render_reference, write_reference
-
-    if args.out:
-        print(f"wrote {write_reference(args.out)}")
-    else:
-        sys.stdout.write(render_reference())
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -304,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     ref = sub.add_parser("recipe-reference", help="Markdown reference of every recipe field")
     ref.add_argument("--out", help="write it to this file instead of stdout")
     ref.set_defaults(func=cmd_recipe_reference)
+    add_init_parser(sub)
     args = parser.parse_args(argv)
     if args.command in ("run", "experiment"):
         args.until_assets = DOWNSTREAM[: DOWNSTREAM.index(args.until) + 1]

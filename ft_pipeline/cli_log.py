@@ -22,6 +22,7 @@ import dagster as dg
 PROGRESS_EVERY_S = 30.0
 FORMAT = "%(asctime)s - %(levelname)s - %(message)s"
 MLFLOW_LEVEL = "MLFLOW_LOGGING_LEVEL"
+MLFLOW_BARS = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 
 
 def _kind(message: str) -> str:
@@ -108,11 +109,12 @@ class RunLog:
             yield
             return
         warned = logging.getLogger("py.warnings")
-        saved = (warned.propagate, os.environ.get(MLFLOW_LEVEL))
+        saved = (warned.propagate, os.environ.get(MLFLOW_LEVEL), os.environ.get(MLFLOW_BARS))
         logging.captureWarnings(True)
         warned.addHandler(self.file)
         warned.propagate = False
         os.environ.setdefault(MLFLOW_LEVEL, "WARNING")
+        os.environ.setdefault(MLFLOW_BARS, "false")  # artifact download bars
         mlflow_logger = logging.getLogger("mlflow")
         mlflow_level = mlflow_logger.level
         if "mlflow" in sys.modules:
@@ -123,8 +125,9 @@ class RunLog:
             logging.captureWarnings(False)
             warned.removeHandler(self.file)
             warned.propagate = saved[0]
-            if saved[1] is None:
-                os.environ.pop(MLFLOW_LEVEL, None)
+            for name, value in ((MLFLOW_LEVEL, saved[1]), (MLFLOW_BARS, saved[2])):
+                if value is None:
+                    os.environ.pop(name, None)
             mlflow_logger.setLevel(mlflow_level)
 
     def close(self) -> None:

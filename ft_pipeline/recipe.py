@@ -14,7 +14,6 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import (
-    BaseModel,
     Field,
     PrivateAttr,
     ValidationError,
@@ -35,7 +34,15 @@ from ft_pipeline.recipe_data import (
     _Strict,
     same_up_to_case,
 )
+from ft_pipeline.recipe_errors import format_error
 from ft_pipeline.recipe_experiment import ExperimentConfig, Variant, expand_variants
+from ft_pipeline.recipe_labels import (
+    MultilabelConfig,
+    check_head,
+    check_label_columns,
+    check_label_count,
+    default_head,
+)
 from ft_pipeline.recipe_model import (
     AutomationConfig,
     DistributedConfig,
@@ -57,6 +64,7 @@ __all__ = [
     "ExperimentConfig",
     "LoraConfig",
     "ModelConfig",
+    "MultilabelConfig",
     "PromptConfig",
     "QualityConfig",
     "Recipe",
@@ -81,16 +89,21 @@ class Recipe(_Strict):
         description="the task's name (lower case, digits, `_`, `-`): it names the state "
         "folders and the MLflow experiment",
     )
-    task: Literal["classification", "instruction", "chat"] = Field(
+    task: Literal["classification", "multilabel", "instruction", "chat"] = Field(
         "classification",
-        description="classification: text -> label; instruction: prompt -> response; "
+        description="classification: text -> label; multilabel: text -> a set of labels "
+        "(none, one or several, e.g. emotions); instruction: prompt -> response; "
         "chat: a list of messages ending with the assistant's answer",
     )
     labels: list[str] = Field(
-        default_factory=list, description="the label set (classification: at least two)"
+        default_factory=list,
+        description="the label set (classification and multilabel: at least two)",
     )
     label_aliases: dict[str, str] = Field(
         default_factory=dict, description="data label -> one of `labels`, e.g. `neg: negative`"
+    )
+    multilabel: MultilabelConfig = Field(
+        MultilabelConfig(), description="task multilabel: how a row's label set is written"
     )
     data: DataConfig = Field(DataConfig(), description="where rows come from")
     cleaning: CleaningConfig = Field(CleaningConfig(), description="row normalisation, filters")
@@ -124,8 +137,7 @@ class Recipe(_Strict):
     @field_validator("labels")
     @classmethod
     def _labels(cls, labels: list[str], info: ValidationInfo) -> list[str]:
-        if info.data.get("task") == "classification" and len(labels) < 2:
-            raise ValueError("classification needs at least two labels")
+        check_label_count(info.data.get("task"), labels)
         if len(set(labels)) != len(labels):
             raise ValueError("labels has duplicates")
         for label in labels:
@@ -147,24 +159,25 @@ class Recipe(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _default_head(cls, data: Any) -> Any:
-        """Classification defaults to the classifier head: bench/quality_vs_cost.py measured
-        it better and cheaper than next-token labels on the same rows
-        (docs/heads-and-benchmarks.md)."""
+        """An unset model.head is the task's default (`recipe_labels.default_head`)."""
         if not isinstance(data, dict) or not isinstance(data.get("model") or {}, dict):
             return data  # not a mapping: the field validators report it
         model = dict(data.get("model") or {})
         if model.get("head") is None:
-            task = data.get("task", "classification")
-            model["head"] = "classifier" if task == "classification" else "lm"
+            model["head"] = default_head(data.get("task", "classification"))
         return {**data, "model": model}
 
     @field_validator("model")
     @classmethod
     def _head(cls, model: ModelConfig, info: ValidationInfo) -> ModelConfig:
-        task = info.data.get("task")
-        if model.head == "classifier" and task != "classification":
-            raise ValueError(f"model.head 'classifier' needs task 'classification', got {task!r}")
+        check_head(model.head, info.data.get("task"))
         return model
+
+    @field_validator("data")
+    @classmethod
+    def _label_columns(cls, data: DataConfig, info: ValidationInfo) -> DataConfig:
+        check_label_columns(info.data.get("task"), info.data.get("labels") or [], data)
+        return data
 
     @field_validator("training")
     @classmethod
@@ -187,7 +200,12 @@ class Recipe(_Strict):
     @classmethod
     def _template(cls, prompt: PromptConfig, info: ValidationInfo) -> PromptConfig:
         task = info.data.get("task")
-        placeholder = {"classification": "{text}", "instruction": "{prompt}"}.get(task or "")
+        placeholder = {
+            "classification": "{text}",
+            "multilabel": "{text}",
+            "instruction": "{prompt}",
+        }
+        placeholder = placeholder.get(task or "")
         if placeholder and placeholder not in prompt.template:
             raise ValueError(
                 f"prompt.template must contain {placeholder} for task {task!r}, "
@@ -235,46 +253,17 @@ class Recipe(_Strict):
     def cleaning_hash(self) -> str:
         """Version of the knobs that decide which rows are clean (the column mapping is
         versioned per partition, with the raw file)."""
-        return self.content_hash("task", "labels", "label_aliases", "cleaning")
+        return self.content_hash("task", "labels", "label_aliases", "cleaning", *self._sets())
+
+    def _sets(self) -> tuple[str, ...]:
+        # Only a multilabel recipe hashes its multilabel section: others keep their versions.
+        return ("multilabel",) if self.task == "multilabel" else ()
 
     def tokenization_hash(self) -> str:
         """Version of everything that decides the splits and the token ids."""
         return self.content_hash(
-            "task", "labels", "label_aliases", "cleaning", "split", "prompt", "model"
+            "task", "labels", "label_aliases", "cleaning", "split", "prompt", "model", *self._sets()
         )
-
-
-def _format_error(err: dict[str, Any], data: Any) -> str:
-    loc = ".".join(str(p) for p in err["loc"]) or "<recipe>"
-    msg = err["msg"]
-    if err["type"] == "extra_forbidden":
-        parent_model = _model_at(err["loc"][:-1])
-        allowed = sorted(parent_model.model_fields) if parent_model else []
-        return f"field '{loc}': unknown field; allowed fields here: {', '.join(allowed)}"
-    if err["type"] == "value_error":
-        msg = msg.removeprefix("Value error, ")
-    if "input" in err and not isinstance(err["input"], dict):
-        return f"field '{loc}': {msg} (got {err['input']!r})"
-    return f"field '{loc}': {msg}"
-
-
-def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    model: type[BaseModel] = Recipe
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        field = model.model_fields.get(str(part))
-        if field is None:
-            return None
-        ann = field.annotation
-        candidates = [ann, *getattr(ann, "__args__", ())]
-        for arg in list(candidates):
-            candidates.extend(getattr(arg, "__args__", ()))
-        nested = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
-        if not nested:
-            return None
-        model = nested[0]
-    return model
 
 
 def parse_recipe(data: Any, origin: str = "<recipe>") -> Recipe:
@@ -284,7 +273,7 @@ def parse_recipe(data: Any, origin: str = "<recipe>") -> Recipe:
     try:
         return Recipe.model_validate(data)
     except ValidationError as exc:
-        lines = [_format_error(e, data) for e in exc.errors()]
+        lines = [format_error(e, Recipe) for e in exc.errors()]
         raise RecipeError(f"{origin}: invalid recipe:\n  " + "\n  ".join(lines)) from None
 
 

@@ -63,6 +63,11 @@ class ColumnMapping(_Strict):
         description="column of a JSON list of `{role, content}` messages ending with the "
         "assistant's answer (chat)",
     )
+    label_columns: dict[str, str] | None = Field(
+        None,
+        description="multilabel: label -> the column holding 0 or 1 for it, one column per "
+        "label (every label needs one); null: the `label` column holds each row's label list",
+    )
 
 
 class SourceSpec(_Strict):
@@ -81,6 +86,11 @@ class SourceSpec(_Strict):
     )
     encoding: str | None = Field(
         None, description="text encoding of this file; null: `data.encoding`"
+    )
+    delimiter: Literal[",", ";", "\t", "|"] | None = Field(
+        None,
+        description='field delimiter of this CSV file (a tab is written `"\\t"`); null: tab '
+        "for `.tsv` files, comma otherwise",
     )
     columns: ColumnMapping | None = Field(
         None, description="column mapping of this file; null: `data.columns`"

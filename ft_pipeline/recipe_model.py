@@ -39,13 +39,21 @@ class ModelConfig(_Strict):
     head: Literal["lm", "classifier"] = Field(
         "lm",
         description="lm: next-token label scoring; classifier: a classification head "
-        "(task classification only). When unset: classifier for classification, else lm",
+        "(task classification; multilabel, which needs it, gets one sigmoid per label). "
+        "When unset: classifier for classification and multilabel, else lm",
     )
     max_length: Int = Field(
         256,
         ge=8,
         le=32768,
         description="most tokens in a row; a longer row's input is shortened, never its answer",
+    )
+    truncation: Literal["head", "head_tail"] = Field(
+        "head",
+        description="which tokens of a too-long input are kept, in training, evaluation and "
+        "serving alike (special and chat-template tokens always stay): head: the first ones; "
+        "head_tail: the first quarter and the last three quarters (Sun et al. 2019), for long "
+        "documents whose end matters too",
     )
 
 

@@ -72,19 +72,22 @@ def fixture_rows(n_per_label: int = 30, seed: int = 0) -> list[dict[str, str]]:
     return rows
 
 
-def build_tiny_tokenizer(target: Path) -> Path:
-    """A byte-level BPE tokenizer with a ChatML template, trained on the fixture words."""
+def build_tiny_tokenizer(
+    target: Path, corpus: list[str] | None = None, vocab_size: int = 400, prefix_space=False
+) -> Path:
+    """A byte-level BPE tokenizer with a ChatML template, trained on `corpus` (default: the
+    fixture words)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=prefix_space)
     tok.decoder = decoders.ByteLevel()
-    corpus = [r["text"] for r in fixture_rows()] + LABELS + ["Tweet: Sentiment: system user"]
+    if corpus is None:
+        corpus = [r["text"] for r in fixture_rows()] + LABELS + ["Tweet: Sentiment: system user"]
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
     trainer = trainers.BpeTrainer(
-        vocab_size=400,
-        special_tokens=SPECIAL,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        vocab_size=vocab_size, special_tokens=SPECIAL, initial_alphabet=alphabet
     )
     tok.train_from_iterator(corpus, trainer)
     fast = PreTrainedTokenizerFast(
@@ -99,28 +102,30 @@ def build_tiny_tokenizer(target: Path) -> Path:
     return target
 
 
-def build_tiny_model(target: Path) -> Path:
-    """A randomly initialised 2-layer Llama with the tiny tokenizer, saved as an HF folder."""
+def build_tiny_model(target: Path, hidden: int = 32, init: float = 0.3, **tokenizer) -> Path:
+    """A randomly initialised 2-layer Llama with a tiny tokenizer (`build_tiny_tokenizer`'s
+    keywords), saved as an HF folder.
+
+    With init 0.02 the frozen random LM head keeps every logit near zero and a LoRA adapter
+    cannot move the predictions; 0.3 gives a head the adapter can use."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    build_tiny_tokenizer(target)
-    tokenizer = AutoTokenizer.from_pretrained(target)
+    build_tiny_tokenizer(target, **tokenizer)
+    tok = AutoTokenizer.from_pretrained(target)
     torch.manual_seed(0)
     config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
+        vocab_size=len(tok),
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=256,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        # With the default 0.02 the frozen random LM head keeps every logit near zero and a
-        # LoRA adapter cannot move the predictions; 0.3 gives a head the adapter can use.
-        initializer_range=0.3,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        initializer_range=init,
     )
     LlamaForCausalLM(config).save_pretrained(target)
     return target

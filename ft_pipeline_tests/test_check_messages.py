@@ -47,7 +47,14 @@ CASES = {
     "tokenized_dataset_no_leakage": ("tokenized_dataset", ["more than one split"]),
     "tokenized_dataset_truncation_rate": (
         "tokenized_dataset",
-        ["quality.max_truncation_rate", "model.max_length", "p50"],
+        [
+            "quality.max_truncation_rate",
+            "model.max_length to about",
+            "model.truncation: head_tail",
+            "p50",
+            "p99",
+            "vs max_length 64",
+        ],
     ),
     "tokenized_dataset_answer_tokens_present": ("tokenized_dataset", ["no answer token"]),
     "tokenized_dataset_label_balance": ("tokenized_dataset", ["positive 0.0%", "min_label_share"]),

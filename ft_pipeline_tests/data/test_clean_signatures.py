@@ -70,7 +70,7 @@ def test_the_join_reuses_cleanings_signatures_and_builds_the_same_dataset(
     tmp_path, tiny_model_dir, monkeypatch
 ):
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    paths, result = cleaned(tmp_path, "v1")
+    paths, _result = cleaned(tmp_path, "v1")
     frames, versions = {KEY: pd.read_parquet(paths.clean(KEY))}, {KEY: "v1"}
     reference = build_tokenized(frames, RECIPE, tokenizer)
 
@@ -93,7 +93,7 @@ def test_the_join_reuses_cleanings_signatures_and_builds_the_same_dataset(
 
 def test_a_partition_without_saved_signatures_is_hashed_as_before(tmp_path, tiny_model_dir):
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    paths, result = cleaned(tmp_path, "v1")
+    paths, _result = cleaned(tmp_path, "v1")
     frames = {KEY: pd.read_parquet(paths.clean(KEY))}
     cache = PartitionCache(tmp_path / "cache", RECIPE.tokenization_hash(), saved=lambda *a: None)
     build_tokenized(frames, RECIPE, tokenizer, {KEY: "v1"}, cache)

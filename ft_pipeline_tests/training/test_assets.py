@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
+import mlflow
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
@@ -101,6 +102,23 @@ def _meta(result, asset: str) -> dict:
     return {k: v.value for k, v in event.metadata.items()}
 
 
+def _input_example(project: ModelProject, name: str, version: str) -> list[str]:
+    """The texts of a registered version's input example."""
+    from ft_pipeline.lib.deployment.job import fluent_tracking_uri
+
+    with fluent_tracking_uri(project.mlflow.uri(project.state)):
+        model = mlflow.models.Model.load(f"models:/{name}/{version}")
+        return list(model.load_input_example()["text"])
+
+
+def _test_texts(project: ModelProject, n: int = 3) -> list[str]:
+    """The recipe's own first test rows, as the served model takes them."""
+    from ft_pipeline.lib.data.tokenized import load_tokenized
+
+    dataset, _ = load_tokenized(project.state.paths().tokenized(project.recipe.load().dataset_name))
+    return [str(t) for t in dataset["test"]["text"][:n]]
+
+
 def _checks(result) -> dict[str, bool]:
     return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
 
@@ -139,6 +157,7 @@ def test_train_evaluate_deploy_then_reuse_until_an_evaluation_setting_changes(
     assert deployed["version"] == "1" and deployed["previous_champion"] == "none"
     champion = registry.champion(project.client, "ft-fixture")
     assert champion is not None and str(champion.version) == "1"
+    assert _input_example(project, "ft-fixture", "1") == _test_texts(project)
 
     again = project.materialize(TRAIN_AND_EVALUATE)
     assert again.success and _meta(again, "fine_tuned_adapter")["reused"] is True
@@ -245,6 +264,9 @@ def test_instruction_task_evaluates_with_generation_metrics(tmp_path, tiny_model
     with model_project(tmp_path, recipe) as p:
         result = p.materialize(MODEL)
         assert result.success, _checks(result)
+        # Merge check and input example: the recipe's own test prompts, not canned tweets.
+        assert _input_example(p, p.recipe.load().model_name, "1") == _test_texts(p)
+        assert _test_texts(p)[0].startswith("say ")
         # A second adapter is compared with the champion answering the same prompts.
         settings = yaml.safe_load(recipe.read_text())
         settings["training"]["max_steps"] = 12

@@ -31,7 +31,8 @@ def raw_data_schema(
     key = context.partition_key
     info = store.read_raw_info(paths, key)
     frame = pd.read_parquet(paths.raw(key))
-    delimiter = csv_delimiter(Path(info["path"])) if info["format"] == "csv" else None
+    csv = info["format"] == "csv"
+    delimiter = csv_delimiter(Path(info["path"]), info.get("delimiter")) if csv else None
     problems = schema_problems(
         frame, recipe.load().task, ColumnMapping(**info["columns"]), delimiter
     )

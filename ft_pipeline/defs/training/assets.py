@@ -102,7 +102,9 @@ def _metadata(manifest: dict, target: Path) -> dict:
         "stratified": manifest["stratified"],
         "split_sizes": dg.MetadataValue.json(manifest["split_sizes"]),
         "label_distribution": _md_table(manifest["label_distribution"]),
-        "token_length_percentiles": dg.MetadataValue.json(manifest["token_length"]),
+        # Before shortening (kept and too-long rows), beside max_length: what to set it to.
+        "token_length_percentiles": dg.MetadataValue.json(manifest["token_length_percentiles"]),
+        "kept_token_length": dg.MetadataValue.json(manifest["token_length"]),
         "partitions": dg.MetadataValue.json(manifest["partitions"]),
         "excluded_partitions": dg.MetadataValue.json(manifest["excluded"]),
         "path": dg.MetadataValue.path(str(target)),

@@ -67,44 +67,70 @@ def tokenized_dataset_quality(
 
 
 def _truncation(r, manifest: dict, look: str) -> dg.AssetCheckResult:
+    """Shortened or dropped rows against the limit, with the input lengths before shortening
+    (`token_length_percentiles`) so the fix can name a max_length that fits most rows."""
     rate, limit = float(manifest["truncation_rate"]), r.quality.max_truncation_rate
     cut, dropped = manifest["truncated_rows"], manifest["too_long_rows"]
-    lengths = manifest.get("token_length", {})  # of the kept rows, after shortening
-    spread = ", ".join(f"{k} {v}" for k, v in lengths.items())
+    max_length, how = r.model.max_length, r.model.truncation
+    pct = manifest.get("token_length_percentiles") or {}  # absent in an older manifest
+    spread = ", ".join(f"{k} {pct[k]}" for k in ("p50", "p90", "p99", "max") if k in pct)
+    measured = (
+        f"{rate:.1%} of rows shortened ({cut}) or dropped as too long ({dropped}) "
+        f"at model.max_length {max_length}, model.truncation {how}"
+    )
+    if spread:
+        measured += f"; tokens per row before shortening {spread} vs max_length {max_length}"
+    over = [(k, pct[k]) for k in ("p95", "p99", "max") if pct.get(k, 0) > max_length]
+    raise_to = (
+        f"raise model.max_length to about {min(over[0][1], 32768)} (the rows' {over[0][0]}; "
+        if over
+        else "raise model.max_length ("
+    )
+    tail = (
+        "model.truncation is head_tail already: a long input keeps its first quarter and "
+        "last three quarters"
+        if how == "head_tail"
+        else "set model.truncation: head_tail to keep a long input's first quarter and "
+        "last three quarters instead of its start only"
+    )
     return explained(
         "tokenized_dataset_truncation_rate",
         rate <= limit,
-        measured=f"{rate:.1%} of rows shortened ({cut}) or dropped as too long ({dropped}) "
-        f"at model.max_length {r.model.max_length}"
-        + (f"; kept rows' token lengths {spread}" if spread else ""),
+        measured=measured,
         limit=f"quality.max_truncation_rate {limit}",
-        fix="raise model.max_length (longer inputs, slower training), lower cleaning.max_chars "
-        "to quarantine the longest texts, or raise quality.max_truncation_rate to accept "
-        "cut texts",
+        fix=f"{raise_to}longer inputs, slower training); {tail} (a shortened row counts "
+        "either way); lower cleaning.max_chars to quarantine the longest texts; or raise "
+        "quality.max_truncation_rate to accept cut texts",
         look=look,
         metadata={
             "truncation_rate": rate,
             "truncated_rows": cut,
             "too_long_rows": dropped,
-            "max_length": r.model.max_length,
+            "max_length": max_length,
+            "truncation": how,
+            "token_length_percentiles": pct,
         },
     )
 
 
 def _balance(r, manifest: dict, look: str) -> dg.AssetCheckResult:
-    shares = {}
-    if r.task == "classification":
+    """Each label's share of the training split (multilabel: of the training rows holding
+    it, and at least one such row: a label never seen in training cannot be learnt)."""
+    shares, multi = {}, r.task == "multilabel"
+    if r.task in ("classification", "multilabel"):
         train = manifest["label_distribution"].get("train", {})
-        total = max(1, sum(train.values()))
-        shares = {lab: train.get(lab, 0) / total for lab in r.labels}
+        total = manifest["split_sizes"]["train"] if multi else sum(train.values())
+        shares = {lab: train.get(lab, 0) / max(1, total) for lab in r.labels}
     minimum = r.quality.min_label_share
-    low = {k: v for k, v in shares.items() if v < minimum}
+    low = {k: v for k, v in shares.items() if v < minimum or (multi and v == 0)}
+    what = "rows holding each label, of" if multi else "label shares of"
     return explained(
         "tokenized_dataset_label_balance",
         not low,
-        measured="label shares of the joined training split: "
+        measured=f"{what} the joined training split: "
         + (", ".join(f"{k} {v:.1%}" for k, v in shares.items()) or "not a classification task"),
-        limit=f"quality.min_label_share {minimum} of the training split, for every label",
+        limit=f"quality.min_label_share {minimum} of the training split, for every label"
+        + ("; and every label in at least one training row" if multi else ""),
         fix="add rows of those labels (any source file), merge or drop the rare label in "
         "`labels` / `label_aliases`, or lower quality.min_label_share",
         look=look,

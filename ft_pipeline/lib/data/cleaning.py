@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ft_pipeline.lib.data.dedup import find_duplicates, signatures
+from ft_pipeline.lib.data.label_sets import LabelSetRejected, label_set_text, parse_label_set
 from ft_pipeline.lib.data.readers import ROW_COLUMN
 from ft_pipeline.lib.data.text import dedup_key, normalize_text
 from ft_pipeline.recipe import ColumnMapping, Recipe
@@ -60,7 +61,12 @@ class CleanResult:
         return dict(Counter(self.quarantined["reason_code"]).most_common())
 
 
-INPUT_FIELD = {"classification": "text", "instruction": "prompt", "chat": "messages"}
+INPUT_FIELD = {
+    "classification": "text",
+    "multilabel": "text",
+    "instruction": "prompt",
+    "chat": "messages",
+}
 
 
 def _field(row: dict[str, Any], mapping: ColumnMapping, name: str) -> Any:
@@ -123,6 +129,16 @@ class _RowCleaner:
             raise RowRejected("unknown_label", reason)
         return label
 
+    def _label_set(self, row: dict[str, Any], mapping: ColumnMapping) -> str:
+        """A multilabel row's labels, stored as a JSON list (`label_sets`)."""
+        try:
+            found = parse_label_set(
+                row, mapping, self.recipe, lambda raw: self.aliases.get(self.fold(raw))
+            )
+        except LabelSetRejected as exc:
+            raise RowRejected(exc.code, exc.reason) from None
+        return label_set_text(found)
+
     def _confidence(self, value: Any) -> float | None:
         if value is None or (isinstance(value, str) and not value.strip()):
             return None
@@ -165,10 +181,13 @@ class _RowCleaner:
         task = self.recipe.task
         out: dict[str, Any] = {"label": None, "response": None, "messages": None}
         out["confidence"] = self._confidence(_field(row, mapping, "confidence"))
-        if task == "classification":
+        if task in ("classification", "multilabel"):
             out["text_original"] = _field(row, mapping, "text")
             out["text"] = self._normalize(out["text_original"], "text", **self.text_opts)
-            out["label"] = self._label(_field(row, mapping, "label"))
+            if task == "classification":
+                out["label"] = self._label(_field(row, mapping, "label"))
+            else:
+                out["label"] = self._label_set(row, mapping)
             key = dedup_key(out["text"])
         elif task == "instruction":
             out["text_original"] = _field(row, mapping, "prompt")

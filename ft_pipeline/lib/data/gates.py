@@ -16,6 +16,7 @@ from collections.abc import Callable
 import pandas as pd
 
 from ft_pipeline.lib.data.expectations import SuiteOutcome, gx_expectations, run_suite
+from ft_pipeline.lib.data.label_sets import label_set
 from ft_pipeline.recipe import Recipe
 
 Gate = Callable[[pd.DataFrame, Recipe], SuiteOutcome | None]
@@ -23,6 +24,8 @@ Gate = Callable[[pd.DataFrame, Recipe], SuiteOutcome | None]
 
 def labels_in_set(frame: pd.DataFrame, recipe: Recipe) -> SuiteOutcome | None:
     E = gx_expectations()
+    if recipe.task == "multilabel":
+        return _label_sets_valid(frame, recipe)
     if recipe.task != "classification":
         return None
     return run_suite(
@@ -33,6 +36,45 @@ def labels_in_set(frame: pd.DataFrame, recipe: Recipe) -> SuiteOutcome | None:
             E.ExpectColumnValuesToBeInSet(column="label", value_set=recipe.labels),
         ],
     )
+
+
+def _decoded(value) -> list[str] | None:
+    """A stored label set, or None where the cell is not one (null, not a JSON list)."""
+    try:
+        return label_set(value) if isinstance(value, str) else None
+    except (ValueError, TypeError):
+        return None
+
+
+def _label_sets_valid(frame: pd.DataFrame, recipe: Recipe) -> SuiteOutcome:
+    """Multilabel: every label of every row's set is in `labels`, and each row holds between
+    (0 or 1, by multilabel.allow_empty) and multilabel.max_labels labels."""
+    E = gx_expectations()
+    sets = [_decoded(v) for v in frame["label"]]
+    each = pd.DataFrame({"label": [lab for found in sets if found for lab in found]}, dtype=object)
+    ml = recipe.multilabel
+    counts = pd.DataFrame(
+        {"n_labels": [len(found) if found is not None else None for found in sets]}
+    )
+    low = 0 if ml.allow_empty else 1
+    labels = run_suite(
+        each,
+        "labels_in_set",
+        [E.ExpectColumnValuesToBeInSet(column="label", value_set=recipe.labels)],
+    )
+    sizes = run_suite(
+        counts,
+        "label_cardinality",
+        [
+            E.ExpectColumnValuesToNotBeNull(column="n_labels"),
+            E.ExpectColumnValuesToBeBetween(
+                column="n_labels", min_value=low, max_value=ml.max_labels or len(recipe.labels)
+            ),
+        ],
+    )
+    summary = {**labels.summary, "results": labels.summary["results"] + sizes.summary["results"]}
+    summary["success"] = labels.success and sizes.success
+    return SuiteOutcome(labels.success and sizes.success, summary)
 
 
 def text_not_null(frame: pd.DataFrame, recipe: Recipe) -> SuiteOutcome | None:
@@ -71,7 +113,11 @@ def confidence_in_range(frame: pd.DataFrame, recipe: Recipe) -> SuiteOutcome | N
 
 
 CLEAN_GATES: dict[str, tuple[Gate, str]] = {
-    "labels_in_set": (labels_in_set, "Every label is one of the recipe's labels."),
+    "labels_in_set": (
+        labels_in_set,
+        "Every label is one of the recipe's labels (multilabel: every label of each row's set, "
+        "and each set's size within bounds).",
+    ),
     "text_not_null": (text_not_null, "No row has an empty text."),
     "text_length_in_bounds": (text_length_in_bounds, "Texts are within cleaning.min/max_chars."),
     "texts_unique": (texts_unique, "No two rows share a normalised text."),

@@ -48,6 +48,7 @@ def _raw_info(source: Source, sha256: str, rows: int) -> dict[str, Any]:
         "path": str(source.path),
         "format": source.format,
         "encoding": source.encoding,
+        "delimiter": source.delimiter,
         "columns": source.columns.model_dump(),
         "sha256": sha256,
         "rows": rows,

@@ -51,8 +51,12 @@ def read_source(source: Source, max_mb: float | None = None) -> pd.DataFrame:
             f"{path}: the file is {size / MB:.1f} MB, over the recipe's limit of {max_mb:g} MB; "
             "raise data.max_file_mb in the recipe to read it, or split the file"
         )
-    readers = {"csv": _read_csv, "jsonl": _read_jsonl, "parquet": _read_parquet}
-    frame = readers[source.format](path, source.encoding)
+    if source.format == "csv":
+        frame = _read_csv(path, source.encoding, csv_delimiter(path, source.delimiter))
+    else:
+        frame = {"jsonl": _read_jsonl, "parquet": _read_parquet}[source.format](
+            path, source.encoding
+        )
     frame = frame.astype(object).where(frame.notna(), None)
     frame.insert(0, ROW_COLUMN, range(1, len(frame) + 1))
     return frame
@@ -114,8 +118,10 @@ def _locate_jsonl(text: str) -> str:
     return ""
 
 
-def csv_delimiter(path: Path) -> str:
-    """Tab for `.tsv` files, comma for everything else read as CSV."""
+def csv_delimiter(path: Path, declared: str | None = None) -> str:
+    """The source's own `delimiter`, else tab for `.tsv` files and comma for the rest."""
+    if declared:
+        return declared
     return "\t" if path.suffix.lower() == ".tsv" else ","
 
 
@@ -127,8 +133,7 @@ def _parse_csv(text: str, sep: str) -> pd.DataFrame:
     )
 
 
-def _read_csv(path: Path, encoding: str) -> pd.DataFrame:
-    sep = csv_delimiter(path)
+def _read_csv(path: Path, encoding: str, sep: str) -> pd.DataFrame:
     text = _decode(path, encoding, lambda escaped: _locate_csv(escaped, sep))
     if not text.strip():
         return pd.DataFrame()
@@ -200,31 +205,45 @@ def _delimiter_hint(header: list[str], sep: str) -> str:
         return ""
     for delimiter, name in OTHER_DELIMITERS.items():
         if delimiter != sep and delimiter in header[0]:
-            expected = "tab-separated (.tsv)" if sep == "\t" else "comma-separated (.csv)"
+            expected = {",": "comma-separated (.csv)", "\t": "tab-separated (.tsv)"}.get(
+                sep, f"{OTHER_DELIMITERS.get(sep, repr(sep))}-separated"
+            )
             return (
                 f"; the header {header[0]!r} looks {name}-separated, but the file is read as "
-                f"{expected}: save it with that delimiter (tab-separated files as .tsv)"
+                f"{expected}: save it with that delimiter (tab-separated files as .tsv), or "
+                f"name it as a source in the recipe with `delimiter: {delimiter!r}` "
+                "(`ft-pipeline init FILE` writes such a recipe)"
             )
     return ""
 
 
 def unmapped_columns(frame: pd.DataFrame, mapping: ColumnMapping) -> list[str]:
     """Columns of a source file that the recipe maps to no field (kept in raw, not used)."""
-    used = {c for c in mapping.model_dump().values() if c}
+    used = {c for c in mapping.model_dump().values() if isinstance(c, str)}
+    used |= set((mapping.label_columns or {}).values())
     return [str(c) for c in frame.columns if c != ROW_COLUMN and c not in used]
 
 
 def required_columns(task: str, mapping: ColumnMapping) -> dict[str, str]:
     """Canonical field -> source column that a task cannot do without."""
+    if task == "multilabel" and mapping.label_columns:
+        # One 0/1 column per label instead of a `label` column (label_sets).
+        flags = {f"label_columns.{k}": v for k, v in mapping.label_columns.items()}
+        return {"text": _mapped(mapping, "text"), **flags}
     fields = {
         "classification": ["text", "label"],
+        "multilabel": ["text", "label"],
         "instruction": ["prompt", "response"],
         "chat": ["messages"],
     }[task]
-    missing_mapping = [f for f in fields if getattr(mapping, f) is None]
-    if missing_mapping:
-        raise ReadError(f"the recipe maps no column for required fields {missing_mapping}")
-    return {f: getattr(mapping, f) for f in fields}
+    return {f: _mapped(mapping, f) for f in fields}
+
+
+def _mapped(mapping: ColumnMapping, field: str) -> str:
+    column = getattr(mapping, field)
+    if column is None:
+        raise ReadError(f"the recipe maps no column for required fields {[field]}")
+    return column
 
 
 def schema_problems(

@@ -2,8 +2,10 @@
 
 A row becomes `prompt_ids + answer_ids`; `labels` is -100 on the prompt so the loss is on
 the answer only. When a row is longer than `max_length`, the row's *content* (text, prompt,
-last user message) is shortened and the row is marked truncated; the answer is never cut.
-A row whose answer cannot fit is dropped with a reason, never silently cut.
+last user message) is shortened by `model.truncation` (its first tokens, or its first and
+last ones: `truncation.cut_content`) and the row is marked truncated; the answer and the chat
+template's tokens are never cut. A row whose answer cannot fit is dropped with a reason,
+never silently cut. `n_tokens_full` records each row's length before any shortening.
 """
 
 from __future__ import annotations
@@ -14,18 +16,21 @@ from typing import Any
 
 import pandas as pd
 
+from ft_pipeline.lib.data.truncation import cut_content, encode_texts
 from ft_pipeline.recipe import Recipe
 
 IGNORE_INDEX = -100
 MAX_SHORTEN_ROUNDS = 4
+DROPPED_EXTRA = ["reason_code", "reason", "n_tokens_full"]
 
 
 @dataclass
 class EncodedRows:
     """Token columns for the kept rows, plus rows that could not be encoded."""
 
-    rows: pd.DataFrame  # input rows + input_ids, labels, n_tokens, n_answer_tokens, truncated
-    dropped: pd.DataFrame  # input rows + reason_code, reason
+    # input rows + input_ids, labels, n_tokens, n_answer_tokens, truncated, n_tokens_full
+    rows: pd.DataFrame
+    dropped: pd.DataFrame  # input rows + reason_code, reason, n_tokens_full
 
 
 def conversation(
@@ -76,8 +81,15 @@ def _ids(tokenizer: Any, texts: list[str]) -> list[list[int]]:
     return tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
 
 
+def _prompt_ids(row, recipe, tokenizer, content_ids: list[int]) -> list[int]:
+    """The row's prompt ids with its content replaced by these content tokens."""
+    messages, answer = conversation(row, recipe, tokenizer.decode(content_ids))
+    return _ids(tokenizer, [render(tokenizer, messages, answer)[0]])[0]
+
+
 def _shorten(row, recipe, tokenizer, n_prompt: int, n_answer: int) -> tuple[list[int] | None, str]:
-    """Cut the row's content until prompt + answer fit; (prompt ids or None, reason)."""
+    """Cut the row's content by `model.truncation` until prompt + answer fit (decoding and
+    re-rendering can shift the count, hence the rounds); (prompt ids or None, reason)."""
     max_length = recipe.model.max_length
     content_ids = _ids(tokenizer, [input_content(row, recipe)])[0]
     for _ in range(MAX_SHORTEN_ROUNDS):
@@ -87,9 +99,8 @@ def _shorten(row, recipe, tokenizer, n_prompt: int, n_answer: int) -> tuple[list
                 None,
                 f"prompt and answer need {n_prompt + n_answer} tokens, max_length is {max_length}",
             )
-        content_ids = content_ids[:keep]
-        messages, answer = conversation(row, recipe, tokenizer.decode(content_ids))
-        prompt_ids = _ids(tokenizer, [render(tokenizer, messages, answer)[0]])[0]
+        content_ids = cut_content(content_ids, keep, recipe.model.truncation)
+        prompt_ids = _prompt_ids(row, recipe, tokenizer, content_ids)
         n_prompt = len(prompt_ids)
         if n_prompt + n_answer <= max_length:
             return prompt_ids, ""
@@ -105,14 +116,16 @@ def encode_rows(rows: pd.DataFrame, recipe: Recipe, tokenizer: Any) -> EncodedRo
     max_length = recipe.model.max_length
     kept, dropped = [], []
     for row, p_ids, a_ids in zip(records, prompt_ids, answer_ids, strict=True):
-        truncated = False
+        truncated, full = False, len(p_ids) + len(a_ids)
         if not a_ids:
-            dropped.append({**row, "reason_code": "empty_answer", "reason": "answer has no tokens"})
+            why = {"reason_code": "empty_answer", "reason": "answer has no tokens"}
+            dropped.append({**row, **why, "n_tokens_full": full})
             continue
-        if len(p_ids) + len(a_ids) > max_length:
+        if full > max_length:
             p_ids, why = _shorten(row, recipe, tokenizer, len(p_ids), len(a_ids))
             if p_ids is None:
-                dropped.append({**row, "reason_code": "too_long_for_max_length", "reason": why})
+                code = "too_long_for_max_length"
+                dropped.append({**row, "reason_code": code, "reason": why, "n_tokens_full": full})
                 continue
             truncated = True
         kept.append(
@@ -123,11 +136,12 @@ def encode_rows(rows: pd.DataFrame, recipe: Recipe, tokenizer: Any) -> EncodedRo
                 "n_tokens": len(p_ids) + len(a_ids),
                 "n_answer_tokens": len(a_ids),
                 "truncated": truncated,
+                "n_tokens_full": full,
             }
         )
-    extra = ["input_ids", "labels", "n_tokens", "n_answer_tokens", "truncated"]
+    extra = ["input_ids", "labels", "n_tokens", "n_answer_tokens", "truncated", "n_tokens_full"]
     kept_df = pd.DataFrame(kept, columns=[*rows.columns, *extra])
-    dropped_df = pd.DataFrame(dropped, columns=[*rows.columns, "reason_code", "reason"])
+    dropped_df = pd.DataFrame(dropped, columns=[*rows.columns, *DROPPED_EXTRA])
     return EncodedRows(kept_df, dropped_df)
 
 
@@ -136,7 +150,9 @@ def encode_prompts(
 ) -> list[list[int]]:
     """Prompt token ids for raw input texts (inference): the same template as training.
 
-    A text too long for `max_length - reserve` tokens (room for the answer) is shortened.
+    A text too long for `max_length - reserve` tokens (room for the answer) is shortened
+    the way training shortened it (`_shorten`, by `model.truncation`); a prompt whose
+    template alone is too long keeps one content token. Chat conversations are not cut.
     """
     budget = recipe.model.max_length - reserve
     placeholder = recipe.labels[0] if recipe.labels else ""
@@ -153,32 +169,25 @@ def encode_prompts(
             row["messages"] = json.dumps([*turns, {"role": "assistant", "content": ""}])
         ids = _ids(tokenizer, [render(tokenizer, *conversation(row, recipe))[0]])[0]
         if len(ids) > budget and recipe.task != "chat":
-            content = _ids(tokenizer, [text])[0]
-            keep = max(1, len(content) - (len(ids) - budget))
-            row["text"] = tokenizer.decode(content[:keep])
-            ids = _ids(tokenizer, [render(tokenizer, *conversation(row, recipe))[0]])[0]
+            shortened, _ = _shorten(row, recipe, tokenizer, len(ids), reserve)
+            if shortened is None:
+                one = cut_content(_ids(tokenizer, [text])[0], 1, recipe.model.truncation)
+                shortened = _prompt_ids(row, recipe, tokenizer, one)
+            ids = shortened
         out.append(ids)
     return out
 
 
 def encode_plain(rows: pd.DataFrame, recipe: Recipe, tokenizer: Any) -> EncodedRows:
     """Classifier head: the raw text with the model's own special tokens; the target is
-    the label id, so only the input can be cut (and is marked truncated)."""
-    texts = rows["text"].tolist()
-    max_length = recipe.model.max_length
-    full = tokenizer(texts, add_special_tokens=True)["input_ids"] if texts else []
-    cut = (
-        tokenizer(texts, add_special_tokens=True, truncation=True, max_length=max_length)[
-            "input_ids"
-        ]
-        if texts
-        else []
-    )
+    the label id, so only the input can be cut (by `model.truncation`, marked truncated)."""
+    cut, full = encode_texts(rows["text"].tolist(), recipe, tokenizer)
     kept = rows.assign(
         input_ids=cut,
-        labels=[[] for _ in texts],
+        labels=[[] for _ in cut],
         n_tokens=[len(ids) for ids in cut],
         n_answer_tokens=0,
-        truncated=[len(ids) > max_length for ids in full],
+        truncated=[n > recipe.model.max_length for n in full],
+        n_tokens_full=full,
     )
-    return EncodedRows(kept, pd.DataFrame(columns=[*rows.columns, "reason_code", "reason"]))
+    return EncodedRows(kept, pd.DataFrame(columns=[*rows.columns, *DROPPED_EXTRA]))

@@ -47,6 +47,7 @@ class Source:
     format: str
     encoding: str
     columns: ColumnMapping
+    delimiter: str | None = None  # CSV only; None: from the extension (`readers.csv_delimiter`)
 
 
 def bundled_tweets_path() -> Path:
@@ -145,6 +146,7 @@ def _configured(spec: SourceSpec, recipe: Recipe, base_dir: Path) -> Source:
         format=detect_format(path, spec.format),
         encoding=spec.encoding or recipe.data.encoding,
         columns=spec.columns or recipe.data.columns,
+        delimiter=spec.delimiter,
     )
 
 

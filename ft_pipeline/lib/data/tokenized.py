@@ -14,6 +14,7 @@ import pandas as pd
 import pyarrow as pa
 from datasets import Dataset, DatasetDict, load_from_disk
 
+from ft_pipeline.lib.data.label_sets import label_set, multi_hot, rarest_label
 from ft_pipeline.lib.data.partition_cache import POS, PartitionCache
 from ft_pipeline.lib.data.partition_store import read_signatures
 from ft_pipeline.lib.data.readers import ROW_COLUMN
@@ -36,6 +37,7 @@ DROPPED_FILE = "dropped.parquet"
 MANIFEST_FILE = "manifest.json"
 LEDGER_FILE = "split_ledger.parquet"  # dedup key -> split of every key split so far
 LENGTH_REASONS = ("too_long_for_max_length",)
+PERCENTILES = (50, 90, 95, 99)
 
 
 @dataclass
@@ -58,7 +60,9 @@ def fingerprint(parts: dict[str, str], recipe: Recipe, splits: str = "") -> str:
 def split_config(recipe: Recipe) -> dict[str, Any]:
     """What the split of a row depends on, besides its key: an earlier ledger made with
     other settings does not apply."""
-    return {**recipe.split.model_dump(), "stratify": recipe.task == "classification"}
+    # classification: True (as before multilabel existed, so earlier ledgers still apply)
+    stratify = {"classification": True, "multilabel": "rarest_label"}.get(recipe.task, False)
+    return {**recipe.split.model_dump(), "stratify": stratify}
 
 
 def earlier_ledger(target: Path, recipe: Recipe) -> pd.Series | None:
@@ -111,19 +115,20 @@ def _build(frames, recipe, tokenizer, versions, cache, pinned) -> TokenizedResul
 
     rows = pd.concat([kept(e.rows) for e in encoded], ignore_index=True)
     too_long = pd.concat([kept(e.dropped) for e in encoded], ignore_index=True)
+    strata = {"classification": "label", "multilabel": "stratum"}.get(recipe.task)
+    if recipe.task == "multilabel":
+        sets = [label_set(v) for v in rows["label"]]
+        rows["label_ids"] = [list(v) for v in multi_hot(sets, recipe.labels).astype("float32")]
+        rows["stratum"] = rarest_label(sets)  # docs/recipes.md: "Multi-label: emotions"
     split, stratified = assign_splits(
-        rows,
-        recipe.split.validation,
-        recipe.split.test,
-        recipe.split.seed,
-        "label" if recipe.task == "classification" else None,
-        pinned,
+        rows, recipe.split.validation, recipe.split.test, recipe.split.seed, strata, pinned
     )
     rows["split"] = split
     ledger = split_ledger(rows["dedup_key"], split, pinned)
     if recipe.task == "classification":
         rows["label_id"] = rows["label"].map(recipe.labels.index).astype("int64")
     rows = rows.drop(columns=["messages"] if recipe.task != "chat" else [])
+    rows = rows.drop(columns=["stratum"], errors="ignore")
     dataset = DatasetDict(
         {
             s: Dataset.from_pandas(
@@ -143,6 +148,9 @@ def _build(frames, recipe, tokenizer, versions, cache, pinned) -> TokenizedResul
         "truncated_rows": int(rows["truncated"].sum()),
         "too_long_rows": n_too_long,
         "truncation_rate": (int(rows["truncated"].sum()) + n_too_long) / max(1, len(joined.rows)),
+        "token_length_percentiles": length_percentiles(
+            pd.concat([rows["n_tokens_full"], too_long["n_tokens_full"]]), recipe.model.max_length
+        ),
         "leaking_keys": len(leaking_keys(rows, rows["split"])),
         "pinned_rows": int(rows["dedup_key"].isin(pinned.index).sum()) if pinned is not None else 0,
         "split_digest": split_digest(ledger, rows["dedup_key"]),
@@ -151,6 +159,17 @@ def _build(frames, recipe, tokenizer, versions, cache, pinned) -> TokenizedResul
     if stats["rows_in"] != stats["rows_out"] + stats["rows_dropped"]:
         raise AssertionError(f"tokenized row accounting broken: {stats}")
     return TokenizedResult(dataset, dropped, stats, ledger)
+
+
+def length_percentiles(lengths: pd.Series | list[int], max_length: int) -> dict[str, int]:
+    """p50, p90, p95, p99 and max of the rows' token lengths before any shortening, beside
+    `max_length`: how far the inputs are from fitting. A percentile is a length that share
+    of the rows is at or under (nearest rank), so `max_length: p95` cuts about 5% of rows."""
+    values = np.asarray(pd.Series(lengths, dtype="float64").dropna(), dtype=np.int64)
+    if not len(values):
+        return {**{f"p{q}": 0 for q in PERCENTILES}, "max": 0, "max_length": max_length}
+    pct = {f"p{q}": int(np.percentile(values, q, method="inverted_cdf")) for q in PERCENTILES}
+    return {**pct, "max": int(values.max()), "max_length": max_length}
 
 
 def tokenize_partitions(
@@ -204,7 +223,11 @@ def split_summary(dataset: DatasetDict, task: str) -> dict[str, Any]:
     pct = {f"p{q}": int(np.percentile(lengths, q)) for q in (50, 90, 99)}
     pct["max"] = int(lengths.max())
     labels = {}
-    if task == "classification":
+    if task == "multilabel":
+        for s in dataset:
+            found = pd.Series([lab for v in column(dataset[s], "label") for lab in label_set(v)])
+            labels[s] = {k: int(v) for k, v in found.value_counts().sort_index().items()}
+    elif task == "classification":
         for s in dataset:
             counts = pd.Series(column(dataset[s], "label")).value_counts().sort_index()
             labels[s] = {k: int(v) for k, v in counts.items()}
@@ -214,6 +237,8 @@ def split_summary(dataset: DatasetDict, task: str) -> dict[str, Any]:
 def rows_without_answer_tokens(dataset: Dataset, head: str = "lm", n_labels: int = 0) -> int:
     """Training rows with nothing to learn from: all labels masked (lm head), or a label id
     outside the label set (classifier head)."""
+    if head == "classifier" and "label_ids" in dataset.column_names:  # multilabel
+        return sum(len(ids) != n_labels for ids in column(dataset, "label_ids"))
     if head == "classifier":
         ids = column(dataset, "label_id")
         return int(((ids < 0) | (ids >= n_labels)).sum())

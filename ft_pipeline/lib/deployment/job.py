@@ -16,17 +16,20 @@ reused, so a deployment killed after registration only has to move the alias.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from ft_pipeline.lib.data.rendering import encode_prompts
+from ft_pipeline.lib.data.truncation import encode_texts
 from ft_pipeline.lib.deployment import registry
 from ft_pipeline.lib.deployment.merge import merge_and_verify, model_card, write_model_folder
 from ft_pipeline.lib.deployment.registration import fail_stale_models, log_and_register
 from ft_pipeline.lib.model.base_models import load_tokenizer, resolve_base_model
 from ft_pipeline.lib.model.heads import head_for
+from ft_pipeline.lib.model.thresholds import read_thresholds
 from ft_pipeline.lib.state.atomic import clean_leftovers, crash_point
 from ft_pipeline.lib.state.paths import StatePaths
 from ft_pipeline.lib.state.tracking import Tracker, lineage_tags
@@ -34,11 +37,24 @@ from ft_pipeline.recipe import Recipe
 
 KEY_TAG = "ft_pipeline.adapter_key"
 URI_ENV = "MLFLOW_TRACKING_URI"
-EXAMPLES = [
-    "the flight was delayed again and nobody told us anything",
-    "thanks for the smooth check-in today",
-    "is the 9am flight to Boston on schedule?",
-]
+EXAMPLE_ROWS = 3  # test rows that check the merged model and are its input example
+
+
+def example_inputs(paths: StatePaths, recipe: Recipe, n: int = EXAMPLE_ROWS) -> list[str]:
+    """Model inputs taken from the recipe's own data: its first `n` test rows (validation or
+    training rows if the test split is empty), as the served model takes them (the text, or
+    for chat the conversation before the answer as a JSON list)."""
+    from ft_pipeline.lib.data.tokenized import load_tokenized
+
+    target = paths.tokenized(recipe.dataset_name)
+    dataset, _ = load_tokenized(target)
+    for split in ("test", "validation", "train"):
+        if len(dataset[split]):
+            rows = dataset[split].select(range(min(n, len(dataset[split]))))
+            if recipe.task == "chat":
+                return [json.dumps(json.loads(m)[:-1]) for m in rows["messages"]]
+            return [str(t) for t in rows["text"]]
+    raise ValueError(f"{target}: no rows in any split; materialize tokenized_dataset first")
 
 
 @contextmanager
@@ -97,23 +113,19 @@ def deploy(
         tokenizer = load_tokenizer(recipe.model.base, paths.models)
         base_dir = resolve_base_model(recipe.model.base, paths.models, weights=True)
         head = head_for(recipe)
+        examples = example_inputs(paths, recipe)
         if head.name == "classifier":
-            inputs = tokenizer(EXAMPLES, truncation=True, max_length=recipe.model.max_length)
-            inputs = inputs["input_ids"]
+            inputs, _ = encode_texts(examples, recipe, tokenizer)
         else:
-            inputs = encode_prompts(EXAMPLES, recipe, tokenizer)
+            inputs = encode_prompts(examples, recipe, tokenizer)
         log(f"merging adapter {key} into {recipe.model.base} ({head.name} head)")
         adapter_dir = paths.adapters(recipe.name) / key / "adapter"
         merged, diff = merge_and_verify(head, base_dir, adapter_dir, inputs, tokenizer.pad_token_id)
         card = model_card(recipe, result, info)
-        write_model_folder(
-            merged,
-            tokenizer,
-            recipe,
-            card,
-            folder,
-            {"adapter_key": key, "data_version": info["data_version"]},
-        )
+        extra = {"adapter_key": key, "data_version": info["data_version"]}
+        if head.multilabel:  # serving cuts each label where evaluation did
+            extra["thresholds"] = read_thresholds(adapter_dir, recipe.labels)
+        write_model_folder(merged, tokenizer, recipe, card, folder, extra)
         log(f"wrote {folder}; merged vs adapter max |diff| {diff:.2e}")
         crash_point("deploy.folder_written")
         metric = result["gate"]["metric"]
@@ -125,7 +137,7 @@ def deploy(
             tracker.run(f"deploy-{recipe.name}-{key}", run_tags) as run_id,
             mlflow.start_run(run_id=run_id),
         ):
-            existing = log_and_register(folder, name, {}, metrics, EXAMPLES, {KEY_TAG: key})
+            existing = log_and_register(folder, name, {}, metrics, examples, {KEY_TAG: key})
             crash_point("deploy.registered")
         log(f"registered {name} version {existing.version}")
     previous = registry.promote(tracker.client, name, existing.version)

@@ -26,6 +26,9 @@ HEAD_TEXT = {
     "probabilities of their tokens",
     "classifier": "a sequence-classification head on the pre-trained body (LoRA on the "
     "body, head trained fully); labels are the softmax over its logits",
+    "multilabel": "a sequence-classification head on the pre-trained body (LoRA on the "
+    "body, head trained fully) with one sigmoid per label; a label is predicted when its "
+    "probability reaches its threshold, tuned on the validation split",
 }
 
 
@@ -34,6 +37,8 @@ class MergeMismatch(RuntimeError):
 
 
 def _outputs(head: Head, model: Any, batch) -> torch.Tensor:
+    if head.multilabel:
+        return torch.nn.functional.logsigmoid(classifier_logits(model, batch))
     if head.name == "classifier":
         return torch.log_softmax(classifier_logits(model, batch), dim=-1)
     return last_token_logprobs(model, batch)
@@ -73,13 +78,17 @@ def model_card(recipe: Recipe, result: dict[str, Any], info: dict[str, Any]) -> 
         f"{m.get('accuracy', m.get('exact_match', float('nan'))):.4f} |"
         for name, m in result["models"].items()
     )
-    metric = "macro-F1" if recipe.task == "classification" else "token F1"
-    second = "accuracy" if recipe.task == "classification" else "exact match"
+    labelled = recipe.task in ("classification", "multilabel")
+    metric = "macro-F1" if labelled else "token F1"
+    second = {"classification": "accuracy", "multilabel": "subset accuracy"}
+    second = second.get(recipe.task, "exact match")
+    multi = recipe.task == "multilabel"
+    output = "`labels` (a JSON list of the labels over their threshold)" if multi else "`label`"
     return f"""# {recipe.model_name}
 
 Fine-tuned from `{recipe.model.base}` with LoRA (r={recipe.lora.r}, alpha={recipe.lora.alpha})
 by ft_pipeline, recipe `{recipe.name}` (hash `{recipe.content_hash()}`), task `{recipe.task}`,
-head `{recipe.model.head}`: {HEAD_TEXT[recipe.model.head]}.
+head `{recipe.model.head}`: {HEAD_TEXT["multilabel" if multi else recipe.model.head]}.
 
 - labels: {", ".join(recipe.labels) or "n/a"}
 - data version: `{info["data_version"]}`; adapter key `{info["key"]}`
@@ -92,7 +101,7 @@ head `{recipe.model.head}`: {HEAD_TEXT[recipe.model.head]}.
 |---|---|---|
 {rows}
 
-Input: a table with a `text` column. Output: `label` and one `score_<label>` column per label.
+Input: a table with a `text` column. Output: {output} and one `score_<label>` column per label.
 """
 
 

@@ -11,7 +11,9 @@ exactly like evaluation does, with the same output for both heads (`label` plus 
   answer with a `response` column instead.
 - `classifier`: an `AutoModelForSequenceClassification` (decoder or encoder); the raw text is
   tokenized with the model's own special tokens (no chat template, as in training) and the
-  classification logits are softmaxed over the labels.
+  classification logits are softmaxed over the labels. Under `task: multilabel` each
+  label gets its own sigmoid, and the output is `labels` (a JSON list of the labels at or
+  over their tuned threshold, from the manifest's `thresholds`) and one `score_<label>`.
 
 `predict_folder` runs the same code path in-process, without MLflow, so a registered model
 can be checked against the folder it came from.
@@ -31,12 +33,14 @@ import pandas as pd
 import torch
 
 from ft_pipeline.lib.data.rendering import encode_prompts
+from ft_pipeline.lib.data.truncation import encode_texts
+from ft_pipeline.lib.deployment.outputs import SCORE_PREFIX, label_frame, label_set_frame  # noqa: F401
 from ft_pipeline.lib.model import heads, modeling, scoring
 from ft_pipeline.recipe import Recipe, parse_recipe
+from ft_pipeline.recipe_labels import LABEL_TASKS
 
 MANIFEST = "ft_pipeline.json"
 ARTIFACT_KEY = "model"
-SCORE_PREFIX = "score_"
 HEADS = ("lm", "classifier")
 CLASSIFIER_BATCH_SIZE = 32
 # What the model needs at load time besides ft_pipeline itself (which must be importable
@@ -67,6 +71,7 @@ class _Loaded:
     device: torch.device
     dtype: torch.dtype | None
     pad_id: int
+    thresholds: list[float] | None = None  # multilabel: each label's cut
 
 
 def read_manifest(folder: str | Path) -> dict[str, Any]:
@@ -82,10 +87,14 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
     if head not in HEADS:
         raise ValueError(f"{path}: head {head!r} is not supported; supported heads: {HEADS}")
     task = manifest["recipe"].get("task", "classification")
-    if head == "classifier" and task != "classification":
-        raise ValueError(f"{path}: head 'classifier' needs task 'classification', got {task!r}")
-    if task == "classification" and len(manifest["labels"]) < 2:
+    if head == "classifier" and task not in LABEL_TASKS:
+        raise ValueError(
+            f"{path}: head 'classifier' needs task 'classification' or 'multilabel', got {task!r}"
+        )
+    if task in LABEL_TASKS and len(manifest["labels"]) < 2:
         raise ValueError(f"{path}: needs at least two labels, got {manifest['labels']}")
+    if task == "multilabel" and len(manifest.get("thresholds") or []) != len(manifest["labels"]):
+        raise ValueError(f"{path}: a multilabel model needs one threshold per label")
     return manifest
 
 
@@ -166,6 +175,7 @@ def _load_folder(folder: str | Path, device_preference: str = "auto") -> _Loaded
         device=device,
         dtype=modeling.pick_dtype("auto", device),
         pad_id=pad_id,
+        thresholds=manifest.get("thresholds") if recipe.task == "multilabel" else None,
     )
 
 
@@ -224,33 +234,27 @@ def _classifier_probs(loaded: _Loaded, texts: list[str]) -> np.ndarray:
     """classifier head: softmax of the logits over the labels, from the raw texts.
 
     No chat template: the text is tokenized with the model's own special tokens and cut to
-    `max_length`, exactly as `rendering.encode_plain` did for training.
+    `max_length` by `model.truncation`, exactly as `rendering.encode_plain` did for training.
     """
-    ids = loaded.tokenizer(texts, truncation=True, max_length=loaded.recipe.model.max_length)[
-        "input_ids"
-    ]
+    ids, _ = encode_texts(texts, loaded.recipe, loaded.tokenizer)
+    sigmoid, batch = loaded.thresholds is not None, CLASSIFIER_BATCH_SIZE
     return heads.classifier_probs(
-        loaded.model, ids, loaded.pad_id, loaded.device, loaded.dtype, CLASSIFIER_BATCH_SIZE
+        loaded.model, ids, loaded.pad_id, loaded.device, loaded.dtype, batch, sigmoid
     )
-
-
-def _label_frame(labels: list[str], probs: np.ndarray) -> pd.DataFrame:
-    """`label` (the argmax) then one float64 `score_<label>` column per label, in order."""
-    columns = [f"{SCORE_PREFIX}{label}" for label in labels]
-    out = pd.DataFrame(probs.astype(np.float64), columns=columns)
-    out.insert(0, "label", pd.Series([labels[i] for i in probs.argmax(axis=1)], dtype=object))
-    return out
 
 
 def _predict(loaded: _Loaded, texts: list[str]) -> pd.DataFrame:
     """Label probabilities for texts: `label` (argmax) and one `score_<label>` per label."""
     if loaded.head == "lm" and loaded.tokens is None:
         return _generate(loaded, texts)
+    if loaded.thresholds is not None:
+        probs = _classifier_probs(loaded, texts) if texts else np.zeros((0, len(loaded.labels)))
+        return label_set_frame(loaded.labels, probs, loaded.thresholds)
     if not texts:
-        return _label_frame(loaded.labels, np.zeros((0, len(loaded.labels))))
+        return label_frame(loaded.labels, np.zeros((0, len(loaded.labels))))
     if loaded.head == "classifier":
-        return _label_frame(loaded.labels, _classifier_probs(loaded, texts))
-    return _label_frame(loaded.labels, _lm_probs(loaded, texts))
+        return label_frame(loaded.labels, _classifier_probs(loaded, texts))
+    return label_frame(loaded.labels, _lm_probs(loaded, texts))
 
 
 class LabelModel(mlflow.pyfunc.PythonModel):

@@ -58,3 +58,40 @@ def predict_with_scores(
             probs[:, i] = raw[:, column[lab]]
     preds = [classes[j] for j in raw.argmax(axis=1)]
     return preds, probs
+
+
+def train_ovr_baseline(
+    texts: Sequence[str], label_sets: Sequence[Sequence[str]], labels: Sequence[str], seed: int = 0
+) -> Pipeline:
+    """Multilabel: the same TF-IDF features and one class-balanced logistic regression per
+    label (one-vs-rest) on the train rows. A label with no positive (or no negative) train
+    row becomes a constant predictor, as scikit-learn does, with its warning silenced: the
+    tokenized label-balance check reports such a label before any training."""
+    import warnings
+
+    from sklearn.multiclass import OneVsRestClassifier
+
+    if len(texts) != len(label_sets):
+        raise ValueError(f"{len(texts)} texts but {len(label_sets)} label sets")
+    index = {lab: i for i, lab in enumerate(labels)}
+    y = np.zeros((len(texts), len(labels)), dtype=np.int64)
+    for row, found in enumerate(label_sets):
+        y[row, [index[lab] for lab in found if lab in index]] = 1
+    clf = LogisticRegression(max_iter=1000, class_weight="balanced", random_state=seed)
+    pipeline = Pipeline(
+        [
+            ("tfidf", TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True)),
+            ("clf", OneVsRestClassifier(clf)),
+        ]
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "label not present in all examples"
+        pipeline.fit(list(texts), y)
+    return pipeline
+
+
+def predict_ovr_scores(pipeline: Pipeline, texts: Sequence[str]) -> np.ndarray:
+    """Each label's probability per text (rows x labels, in the labels' training order)."""
+    if len(texts) == 0:
+        return np.zeros((0, len(pipeline.named_steps["clf"].estimators_)))
+    return np.asarray(pipeline.predict_proba(list(texts)), dtype=np.float64)

@@ -54,17 +54,19 @@ def base_key(recipe: Recipe, weights: str, test: Any, val: Any, device: str) -> 
     )
 
 
-def tfidf_key(recipe: Recipe, train: Any, test: Any) -> str:
-    """What the TF-IDF baseline's predictions depend on: its training rows and test rows."""
-    return _sha(
-        {
-            "labels": recipe.labels,
-            "seed": recipe.training.seed,
-            "train": rows_digest(train, ("text", "label")),
-            "test": rows_digest(test, ("text",)),
-            "code": code_fingerprint([BASELINE_ENTRY]),
-        }
-    )
+def tfidf_key(recipe: Recipe, train: Any, test: Any, val: Any = None) -> str:
+    """What the TF-IDF baseline's predictions depend on: its training rows and test rows,
+    and the validation rows its thresholds are tuned on (`val`, multilabel)."""
+    payload = {
+        "labels": recipe.labels,
+        "seed": recipe.training.seed,
+        "train": rows_digest(train, ("text", "label")),
+        "test": rows_digest(test, ("text",)),
+        "code": code_fingerprint([BASELINE_ENTRY]),
+    }
+    if val is not None:
+        payload["val"] = rows_digest(val, ("text", "label"))
+    return _sha(payload)
 
 
 def cached(path: Path, compute: Callable[[], Any], log: Callable[[str], None]) -> Any:

@@ -20,6 +20,7 @@ from ft_pipeline.lib.evaluation import metrics as M
 from ft_pipeline.lib.evaluation.plots import plot_variants
 from ft_pipeline.lib.evaluation.promotion import TUNED, paired_gain, primary_metric
 from ft_pipeline.lib.evaluation.report import markdown_table
+from ft_pipeline.lib.evaluation.task_metrics import f1_interval, is_labelled
 from ft_pipeline.lib.state import atomic
 from ft_pipeline.lib.state.tracking import Tracker
 from ft_pipeline.recipe import Recipe
@@ -57,8 +58,8 @@ def score_interval(result: dict[str, Any], recipe: Recipe) -> dict[str, float]:
     ev, refs = recipe.evaluation, result["references"]
     preds = result["predictions"][TUNED]
     opts = {"samples": ev.bootstrap_samples, "seed": recipe.split.seed, "confidence": ev.confidence}
-    if recipe.task == "classification":
-        found = M.bootstrap_f1_interval(refs, preds, recipe.labels, **opts)
+    if is_labelled(recipe):
+        found = f1_interval(recipe, refs, preds, **opts)
         return {"score": found["f1"], "low": found["low"], "high": found["high"]}
     rows = M.token_f1_rows(preds, refs)
     found = M.bootstrap_mean_gain([0.0] * len(rows), rows, **opts)  # the mean, with its CI

@@ -2,7 +2,9 @@
 
 Classification: label probabilities from one forward pass per row (no free generation),
 TF-IDF + logistic regression trained on the very rows the adapter saw, bootstrap CI of the
-macro-F1 gain. Instruction/chat: answer loss, perplexity, exact match and token F1.
+macro-F1 gain. Multilabel: the same, with label sets cut at tuned thresholds, micro- and
+macro-F1 and per-label intervals, and a one-vs-rest TF-IDF baseline (`task_metrics`).
+Instruction/chat: answer loss, perplexity, exact match and token F1.
 """
 
 from __future__ import annotations
@@ -18,26 +20,31 @@ from datasets import DatasetDict
 
 from ft_pipeline.lib.data.splits import sample_indices
 from ft_pipeline.lib.evaluation import metrics as M
-from ft_pipeline.lib.evaluation.baseline import predict_with_scores, train_tfidf_baseline
-from ft_pipeline.lib.evaluation.baseline_cache import base_key, cached, rows_digest, tfidf_key
+from ft_pipeline.lib.evaluation.baseline_cache import base_key, cached, rows_digest
+from ft_pipeline.lib.evaluation.classical import TFIDF, classical_and_stats  # noqa: F401
 from ft_pipeline.lib.evaluation.model_scores import BASE, TUNED, evaluate_models, score_base
 from ft_pipeline.lib.evaluation.plots import plot_confusion_matrices, plot_loss_curves
 from ft_pipeline.lib.evaluation.promotion import paired_gain
 from ft_pipeline.lib.evaluation.report import render_report
+from ft_pipeline.lib.evaluation.task_metrics import (
+    is_labelled,
+    label_metrics,
+    references,
+)
 from ft_pipeline.lib.model.base_models import load_tokenizer, resolve_base_model
 from ft_pipeline.lib.model.modeling import pick_device, pick_dtype
 from ft_pipeline.lib.model.scoring import perplexity
+from ft_pipeline.lib.model.thresholds import read_thresholds
 from ft_pipeline.lib.state.fingerprint import code_fingerprint
 from ft_pipeline.lib.state.tracking import Tracker, lineage_tags
 from ft_pipeline.lib.training.adapter_info import history
-from ft_pipeline.lib.training.job import train_indices, val_indices
+from ft_pipeline.lib.training.job import val_indices
 from ft_pipeline.lib.training.keys import base_model_hash
 from ft_pipeline.recipe import Recipe
 
 RESULT_FILE = "result.json"
 REPORT_FILE = "report.md"
 BASELINES_DIR = "baselines"  # beside the reports: reference outputs, reused by key
-TFIDF = "tfidf"
 # Evaluation starts here; every project module it imports is in the evaluation key.
 EVALUATION_ENTRY = "ft_pipeline.lib.evaluation.job"
 EVALUATION_KEY_COVERS = (
@@ -162,24 +169,16 @@ def evaluate(
         "test_rows": len(test),
         "models": {},
     }
+    if recipe.task == "multilabel":  # the fine-tuned model's cuts, tuned on validation
+        cuts = read_thresholds(adapter_dir, recipe.labels)
+        result["thresholds"] = dict(zip(recipe.labels, cuts, strict=True))
     for name in (BASE, TUNED):
-        if recipe.task == "classification":
-            metrics = M.classification_metrics(test["label"], outputs[name], recipe.labels)
-        else:
-            refs = list(test["response"][: len(outputs[name])])
-            metrics = {
-                "exact_match": M.exact_match(outputs[name], refs),
-                "token_f1": M.token_f1(outputs[name], refs),
-                "n": len(refs),
-            }
-        # Perplexity only means something for the LM head's token-level loss.
-        ppl = perplexity(losses[name]) if recipe.model.head == "lm" else None
-        result["models"][name] = {**metrics, "val_loss": losses[name], "perplexity": ppl}
+        result["models"][name] = _model_metrics(recipe, test, outputs[name], losses[name])
     # What the champion comparison needs later, even when this result is reused.
     result["predictions"] = {name: list(outputs[name]) for name in (BASE, TUNED)}
-    if recipe.task == "classification":
-        result["references"] = list(test["label"])
-        _classical_and_stats(result, outputs, dataset, test, recipe, cached_in, log)
+    if is_labelled(recipe):
+        result["references"] = references(test, recipe)
+        classical_and_stats(result, outputs, dataset, test, recipe, cached_in, log)
     else:
         result["references"] = [str(r) for r in test["response"][: len(outputs[TUNED])]]
         result["gain"] = paired_gain(recipe, result["references"], outputs[BASE], outputs[TUNED])
@@ -196,33 +195,20 @@ def evaluate(
     return result
 
 
-def _tfidf(train, test, recipe: Recipe) -> list[str]:
-    pipeline = train_tfidf_baseline(train["text"], train["label"], seed=recipe.training.seed)
-    return predict_with_scores(pipeline, test["text"], recipe.labels)[0]
-
-
-def _classical_and_stats(result, outputs, dataset, test, recipe: Recipe, cached_in, log) -> None:
-    train = dataset["train"].select(train_indices(dataset, recipe))
-    path = cached_in / f"tfidf-{tfidf_key(recipe, train, test)}.json"
-    outputs[TFIDF] = cached(path, lambda: _tfidf(train, test, recipe), log)
-    result["models"][TFIDF] = M.classification_metrics(test["label"], outputs[TFIDF], recipe.labels)
-    ev = recipe.evaluation
-    refs = list(test["label"])
-    result["gain"] = paired_gain(recipe, refs, outputs[BASE], outputs[TUNED])
-    # Fine-tuned minus TF-IDF on the same rows: is the LLM worth it over the classical model?
-    result["baseline_gain"] = paired_gain(recipe, refs, outputs[TFIDF], outputs[TUNED])
-    result["interval"] = M.bootstrap_f1_interval(
-        test["label"],
-        outputs[TUNED],
-        recipe.labels,
-        samples=ev.bootstrap_samples,
-        seed=recipe.split.seed,
-        confidence=ev.confidence,
-    )
-    result["slices"] = {
-        name: M.slice_metrics(test["label"], pred, test["source"], recipe.labels)
-        for name, pred in outputs.items()
-    }
+def _model_metrics(recipe: Recipe, test, outputs: list, loss: float) -> dict[str, Any]:
+    """One model's metrics on the test rows, with its validation loss (and perplexity)."""
+    if is_labelled(recipe):
+        metrics = label_metrics(recipe, references(test, recipe), outputs)
+    else:
+        refs = list(test["response"][: len(outputs)])
+        metrics = {
+            "exact_match": M.exact_match(outputs, refs),
+            "token_f1": M.token_f1(outputs, refs),
+            "n": len(refs),
+        }
+    # Perplexity only means something for the LM head's token-level loss.
+    ppl = perplexity(loss) if recipe.model.head == "lm" else None
+    return {**metrics, "val_loss": loss, "perplexity": ppl}
 
 
 def write_report(result: dict[str, Any], out_dir: Path) -> Path:

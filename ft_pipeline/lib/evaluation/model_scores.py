@@ -3,6 +3,10 @@
 Returns, per model, the predicted labels (classification) or answers (instruction/chat),
 plus the validation loss. For the classifier head the validation loss of every model is
 the cross-entropy of the true label, so base and fine-tuned losses compare directly.
+Multilabel (sigmoid head): each model predicts the labels whose probability reaches their
+threshold (the adapter's tuned ones; 0.5 for the base model's untrained head, which is all a
+base model can offer here: label-token scoring picks one label), and the validation loss is
+the binary cross-entropy of the multi-hot targets.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from ft_pipeline.lib.model.heads import (
 )
 from ft_pipeline.lib.model.modeling import load_causal_lm
 from ft_pipeline.lib.model.scoring import generate_answers, label_tokens, prompt_ids, score_labels
+from ft_pipeline.lib.model.thresholds import DEFAULT, predict_sets, read_thresholds
 from ft_pipeline.recipe import Recipe
 
 Progress = Callable[[str], Callable[[int, int], None]]
@@ -82,7 +87,7 @@ def score_base(
         model = load_causal_lm(base_dir, device)
         outputs, loss = score_lm_head(model, recipe, tokenizer, test, val, ctx)
         return outputs, loss, ZERO_SHOT
-    kind = base_kind(base_dir, tokenizer)
+    kind = UNTRAINED if recipe.task == "multilabel" else base_kind(base_dir, tokenizer)
     if kind == ZERO_SHOT:
         lm = load_causal_lm(base_dir, device)
         probs = score_zero_shot(lm, recipe, tokenizer, test["text"], ctx)
@@ -90,16 +95,21 @@ def score_base(
         loss = _label_ce(val_probs, val["label"], labels)
         return [labels[i] for i in probs.argmax(axis=1)], loss, kind
     torch.manual_seed(recipe.training.seed)
-    untrained = load_classifier(base_dir, labels, device, pad)
+    head = head_for(recipe)
+    untrained = load_classifier(base_dir, labels, device, pad, head.multilabel)
     return (*_classify(untrained, recipe, test, val, ctx), kind)
 
 
-def _classify(model, recipe: Recipe, test: Dataset, val: Dataset, ctx: dict):
-    """(predicted labels, validation loss) of a classification-head model."""
+def _classify(model, recipe: Recipe, test: Dataset, val: Dataset, ctx: dict, thresholds=None):
+    """(predicted labels, validation loss) of a classification-head model; multilabel:
+    (predicted label lists, loss), cut at `thresholds` (default 0.5 for every label)."""
     pad, device, dtype = ctx["pad"], ctx["device"], ctx["dtype"]
-    probs = classifier_probs(model, test["input_ids"], pad, device, dtype)
     head = head_for(recipe)
+    probs = classifier_probs(model, test["input_ids"], pad, device, dtype, sigmoid=head.multilabel)
     loss = mean_loss(head, model, rows_for(val, head), pad, device, dtype)
+    if head.multilabel:
+        cut = thresholds or [DEFAULT] * len(recipe.labels)
+        return predict_sets(probs, cut, recipe.labels), loss
     return [recipe.labels[i] for i in probs.argmax(axis=1)], loss
 
 
@@ -120,10 +130,12 @@ def score_tuned(
         model = PeftModel.from_pretrained(load_causal_lm(base_dir, device), str(adapter_dir))
         return score_lm_head(model, recipe, tokenizer, test, val, ctx)
     torch.manual_seed(recipe.training.seed)
+    head = head_for(recipe)
     model = PeftModel.from_pretrained(
-        load_classifier(base_dir, labels, device, pad), str(adapter_dir)
+        load_classifier(base_dir, labels, device, pad, head.multilabel), str(adapter_dir)
     )
-    return _classify(model, recipe, test, val, ctx)
+    thresholds = read_thresholds(adapter_dir, labels) if head.multilabel else None
+    return _classify(model, recipe, test, val, ctx, thresholds)
 
 
 def evaluate_models(

@@ -4,7 +4,7 @@ each scored on the same test rows.
 The current champion is re-scored on today's test rows through the model the registry
 serves (`models:/<name>/<version>`), cached by version and test-row digest. Both
 comparisons are paired bootstraps of the gate metric's difference over those rows (macro-F1
-for classification, mean token F1 for instruction and chat). The gate passes when
+for classification and multilabel, mean token F1 for instruction and chat). The gate passes when
 
 - the lower CI bound of (challenger - base) is at least `evaluation.min_f1_gain`, and
 - the lower CI bound of (challenger - champion) is above `-evaluation.max_regression`;
@@ -27,6 +27,7 @@ from typing import Any
 from datasets import DatasetDict
 
 from ft_pipeline.lib.evaluation import metrics as M
+from ft_pipeline.lib.evaluation.task_metrics import f1_gain, is_labelled, label_metrics
 from ft_pipeline.lib.state import atomic
 from ft_pipeline.recipe import Recipe
 
@@ -34,7 +35,7 @@ BASE, TUNED, CHAMPION = "base", "fine-tuned", "champion"
 
 
 def primary_metric(recipe: Recipe) -> str:
-    return "macro_f1" if recipe.task == "classification" else "token_f1"
+    return "macro_f1" if is_labelled(recipe) else "token_f1"
 
 
 def margin(recipe: Recipe) -> float:
@@ -43,15 +44,15 @@ def margin(recipe: Recipe) -> float:
     chosen = recipe.evaluation.min_f1_gain
     if chosen is not None:
         return chosen
-    return 0.0 if recipe.task == "classification" else 0.02
+    return 0.0 if is_labelled(recipe) else 0.02
 
 
 def paired_gain(recipe: Recipe, refs: list, pred_a: list, pred_b: list) -> dict[str, Any]:
     """The gate metric of b minus a on the same rows, with its paired-bootstrap interval."""
     ev = recipe.evaluation
     opts = {"samples": ev.bootstrap_samples, "seed": recipe.split.seed, "confidence": ev.confidence}
-    if recipe.task == "classification":
-        return M.bootstrap_f1_gain(refs, pred_a, pred_b, recipe.labels, **opts)
+    if is_labelled(recipe):
+        return f1_gain(recipe, refs, pred_a, pred_b, **opts)
     return M.bootstrap_mean_gain(
         M.token_f1_rows(pred_a, refs), M.token_f1_rows(pred_b, refs), **opts
     )
@@ -68,7 +69,7 @@ def champion_inputs(dataset: DatasetDict, recipe: Recipe, rows: list[int]) -> li
 
 def rescore_champion(
     uri: str, name: str, version: str, inputs: list[str], cache: Path, log: Callable[[str], None]
-) -> list[str]:
+) -> list:
     """The served champion's answers (labels or responses) to `inputs`, cached in `cache`."""
     if cache.is_file():
         return json.loads(cache.read_text())
@@ -81,7 +82,10 @@ def rescore_champion(
     with fluent_tracking_uri(uri):
         model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
     out = model.predict(pd.DataFrame({"text": inputs}))
-    answers = [str(v) for v in (out["label"] if "label" in out else out["response"])]
+    if "labels" in out:  # multilabel: each row's label set as a JSON list
+        answers = [json.loads(v) for v in out["labels"]]
+    else:
+        answers = [str(v) for v in (out["label"] if "label" in out else out["response"])]
     cache.parent.mkdir(parents=True, exist_ok=True)
     atomic.write_text(cache, json.dumps(answers))
     return answers
@@ -96,8 +100,8 @@ def attach_champion(
     if answers is None:
         return
     refs = result["references"]
-    if recipe.task == "classification":
-        scores = M.classification_metrics(refs, answers, recipe.labels)
+    if is_labelled(recipe):
+        scores = label_metrics(recipe, refs, answers)
     else:
         scores = {
             "exact_match": M.exact_match(answers, refs),

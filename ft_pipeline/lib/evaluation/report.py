@@ -12,6 +12,8 @@ from typing import Any
 
 import pandas as pd
 
+from ft_pipeline.lib.evaluation import report_multilabel as RM
+
 MISSING = "–"
 FINE_TUNED, BASE = "fine-tuned", "base"
 DISPLAY = {"tfidf": "TF-IDF baseline"}
@@ -132,8 +134,12 @@ def _samples_table(samples: list[dict[str, str]]) -> str:
     return markdown_table(pd.DataFrame(rows, columns=["prompt", "reference", "base", "fine-tuned"]))
 
 
-def _metrics_table(models: dict[str, dict[str, Any]], classification: bool) -> str:
-    if classification:
+def _metrics_table(
+    models: dict[str, dict[str, Any]], classification: bool, multilabel: bool = False
+) -> str:
+    if multilabel:
+        columns = RM.metrics_columns()
+    elif classification:
         columns = [
             ("accuracy", "accuracy"),
             ("macro P", "macro_precision"),
@@ -200,6 +206,7 @@ def render_report(result: dict[str, Any]) -> str:
     models: dict[str, dict[str, Any]] = result.get("models", {})
     labels = list(result.get("labels") or [])
     classification = _is_classification(result)
+    multilabel = result.get("task") == "multilabel"
     out = [f"# Evaluation: {result.get('recipe', 'unnamed recipe')}", ""]
     facts = [
         ("Task", result.get("task")),
@@ -214,12 +221,20 @@ def render_report(result: dict[str, Any]) -> str:
     if result.get("samples"):
         out += ["## Sample answers", "", _samples_table(result["samples"]), ""]
     out += ["## Verdict", "", _verdict(result, classification), ""]
-    for line in (_baseline_line(result), _champion_line(result, classification)):
+    lines = (
+        _baseline_line(result),
+        RM.interval_line(result),
+        _champion_line(result, classification),
+    )
+    for line in lines:
         if line is not None:
             out += [line, ""]
     if models:
-        out += ["## Metrics", "", _metrics_table(models, classification), ""]
-    if classification and labels:
+        out += ["## Metrics", "", _metrics_table(models, classification, multilabel), ""]
+    if multilabel and labels:
+        table = RM.per_label_table(result, labels, markdown_table)
+        out += ["## Per label (fine-tuned, beside base and TF-IDF)", "", table, ""]
+    elif classification and labels:
         if any("per_label" in m for m in models.values()):
             out += ["## Per-label F1", "", _per_label_table(models, labels), ""]
         matrices = {n: m["confusion_matrix"] for n, m in models.items() if "confusion_matrix" in m}

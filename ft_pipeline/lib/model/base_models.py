@@ -8,6 +8,7 @@ from there afterwards.
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import os
 import shutil
@@ -96,3 +97,36 @@ def load_tokenizer(spec: str, cache_root: Path):
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
+
+
+@functools.lru_cache(maxsize=8)
+def max_positions(spec: str) -> int | None:
+    """The longest input, in tokens, the base model was built for (None: not found).
+
+    `max_position_embeddings` of its config.json, or the context length a bundled GGUF file
+    declares (read from its header, without converting the model).
+    """
+    import json
+
+    if spec in BUNDLED_MODELS:
+        package, suffix = BUNDLED_MODELS[spec]
+        found = package_file(package, suffix)
+        if suffix == ".gguf":
+            return _gguf_context_length(found)
+        config = found
+    else:
+        config = Path(resolve_base_model(spec, Path("."))) / "config.json"
+    if not config.is_file():
+        return None
+    value = json.loads(config.read_text()).get("max_position_embeddings")
+    return int(value) if isinstance(value, int) else None
+
+
+def _gguf_context_length(path: Path) -> int | None:
+    import gguf
+
+    reader = gguf.GGUFReader(str(path))
+    for key, field in reader.fields.items():
+        if key.endswith(".context_length"):
+            return int(field.parts[field.data[0]][0])
+    return None

@@ -6,6 +6,9 @@
   (`AutoModelForSequenceClassification`: `LlamaForSequenceClassification` for SmolLM2,
   `BertForSequenceClassification` for MiniLM). LoRA adapts the body, the head is trained
   fully (peft's `modules_to_save` for SEQ_CLS), the loss is cross-entropy over labels.
+  Under `task: multilabel` the same head has one sigmoid per label (transformers'
+  `problem_type="multi_label_classification"`) and the loss is binary cross-entropy with
+  logits against the row's multi-hot `label_ids`.
 """
 
 from __future__ import annotations
@@ -24,8 +27,15 @@ from ft_pipeline.recipe import Recipe
 Row = tuple[Sequence[int], Any]  # (input_ids, token labels | label id)
 
 
-def load_classifier(path: str | Path, labels: Sequence[str], device: torch.device, pad_id: int):
-    """A float32 sequence classifier over `labels` (head freshly initialised if absent)."""
+def load_classifier(
+    path: str | Path,
+    labels: Sequence[str],
+    device: torch.device,
+    pad_id: int,
+    multilabel: bool = False,
+):
+    """A float32 sequence classifier over `labels` (head freshly initialised if absent);
+    `multilabel`: one independent sigmoid per label."""
     from transformers import AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
 
@@ -38,6 +48,7 @@ def load_classifier(path: str | Path, labels: Sequence[str], device: torch.devic
             num_labels=len(labels),
             id2label=dict(enumerate(labels)),
             label2id={label: i for i, label in enumerate(labels)},
+            problem_type="multi_label_classification" if multilabel else None,
             dtype=torch.float32,
         )
     finally:
@@ -58,6 +69,7 @@ class Head:
     name: str
     labels: tuple[str, ...] = ()
     label_smoothing: float = 0.0  # classifier: of the training loss only (`loss(train=True)`)
+    multilabel: bool = False  # classifier: a sigmoid per label, BCE loss on multi-hot targets
 
     @property
     def task_type(self) -> str:
@@ -65,13 +77,16 @@ class Head:
 
     def load(self, base_dir: str | Path, device: torch.device, pad_id: int) -> Any:
         if self.name == "classifier":
-            return load_classifier(base_dir, self.labels, device, pad_id)
+            return load_classifier(base_dir, self.labels, device, pad_id, self.multilabel)
         return load_causal_lm(base_dir, device)
 
     def collate(self, rows: Sequence[Row], pad_id: int) -> Batch:
         if self.name == "classifier":
             batch = collate([r[0] for r in rows], pad_id)
-            batch.labels = torch.tensor([int(r[1]) for r in rows], dtype=torch.long)
+            if self.multilabel:
+                batch.labels = torch.tensor([list(r[1]) for r in rows], dtype=torch.float32)
+            else:
+                batch.labels = torch.tensor([int(r[1]) for r in rows], dtype=torch.long)
             return batch
         return collate([r[0] for r in rows], pad_id, [r[1] for r in rows])
 
@@ -88,6 +103,10 @@ class Head:
             assert batch.labels is not None
             logits = classifier_logits(model, batch)
             smoothing = self.label_smoothing if train else 0.0
+            if self.multilabel:  # smoothing pulls each 0/1 target towards 1/2
+                target = batch.labels * (1 - smoothing) + smoothing / 2
+                loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, target)
+                return loss, len(batch.labels)
             loss = torch.nn.functional.cross_entropy(
                 logits, batch.labels, label_smoothing=smoothing
             )
@@ -96,12 +115,18 @@ class Head:
 
 
 def head_for(recipe: Recipe) -> Head:
-    return Head(recipe.model.head, tuple(recipe.labels), recipe.training.label_smoothing)
+    return Head(
+        recipe.model.head,
+        tuple(recipe.labels),
+        recipe.training.label_smoothing,
+        recipe.task == "multilabel",
+    )
 
 
 def rows_for(dataset: Any, head: Head) -> list[Row]:
     """(input_ids, target) rows of a tokenized split for this head."""
-    targets = dataset["label_id"] if head.name == "classifier" else dataset["labels"]
+    column = "label_ids" if head.multilabel else "label_id"
+    targets = dataset[column] if head.name == "classifier" else dataset["labels"]
     return list(zip(dataset["input_ids"], targets, strict=True))
 
 
@@ -136,8 +161,10 @@ def classifier_probs(
     device: torch.device,
     dtype: torch.dtype | None = None,
     batch_size: int = 32,
+    sigmoid: bool = False,
 ) -> np.ndarray:
-    """Softmax over the labels for each tokenized input, shape (rows, labels)."""
+    """Softmax over the labels for each tokenized input, shape (rows, labels); `sigmoid`:
+    each label's own probability instead (multilabel)."""
     model.eval()
     out: list[np.ndarray] = [np.empty(0)] * len(inputs)
     order = np.argsort([len(x) for x in inputs])
@@ -145,7 +172,9 @@ def classifier_probs(
         picked = order[start : start + batch_size]
         batch = collate([inputs[i] for i in picked], pad_id).to(device)
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            probs = torch.softmax(classifier_logits(model, batch), dim=-1).cpu().numpy()
+            logits = classifier_logits(model, batch)
+            probs = torch.sigmoid(logits) if sigmoid else torch.softmax(logits, dim=-1)
+            probs = probs.cpu().numpy()
         for i, row in zip(picked, probs, strict=True):
             out[i] = row.astype(np.float64)
     return np.stack(out)

@@ -26,10 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from ft_pipeline.lib.model.heads import Row, head_for
+from ft_pipeline.lib.model.heads import Row, classifier_probs, head_for
 from ft_pipeline.lib.model.lora import peft_config
+from ft_pipeline.lib.model.thresholds import tune_thresholds, write_thresholds
 from ft_pipeline.lib.training import distributed, sharding
 from ft_pipeline.lib.training.loop import Loop, RowsHook, total_steps, trainable
 from ft_pipeline.recipe import Recipe
@@ -224,6 +226,16 @@ def _scheduled_validation(loop: Loop, eval_every: int) -> float | None:
     return val_loss
 
 
+def _tuned_thresholds(model, loop: Loop) -> list[float]:
+    """Multilabel: each label's threshold, tuned on the validation rows with the best
+    weights (`thresholds`); every process scores them all (FSDP gathers in each forward)."""
+    probs = classifier_probs(
+        model, [r[0] for r in loop.val], loop.pad_id, loop.device, loop.dtype, sigmoid=True
+    )
+    model.train()
+    return tune_thresholds(probs, np.array([list(r[1]) for r in loop.val]))
+
+
 def _finish(model, loop: Loop, out_dir: Path, resumed_from, stopped_early) -> TrainResult:
     s = loop.state
     final_val = next(h["val_loss"] for h in reversed(s["history"]) if h["val_loss"] is not None)
@@ -233,8 +245,11 @@ def _finish(model, loop: Loop, out_dir: Path, resumed_from, stopped_early) -> Tr
                 p.copy_(loop.best[name])
     adapter_dir = out_dir / "adapter"
     weights = sharding.full_state(trainable(model)) if loop.par.sharded else None
+    thresholds = _tuned_thresholds(model, loop) if loop.head.multilabel else None
     if loop.par.main:
         model.save_pretrained(str(adapter_dir), state_dict=weights)
+        if thresholds is not None:
+            write_thresholds(adapter_dir, loop.head.labels, thresholds)
     loop.par.barrier()  # the adapter is complete before any process returns
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     return TrainResult(
