@@ -8,6 +8,7 @@ from ft_pipeline.defs.training.checks import _truncation
 from ft_pipeline.recipe import parse_recipe
 from ft_pipeline_tests.conftest import LABELS
 
+MINILM = "bundled:all-minilm-l6-v2"  # max_position_embeddings 512
 PCT = {"p50": 30, "p90": 70, "p95": 95, "p99": 120, "max": 400, "max_length": 64}
 
 
@@ -15,13 +16,13 @@ def _manifest(**extra) -> dict:
     return {"truncation_rate": 0.2, "truncated_rows": 18, "too_long_rows": 2, **extra}
 
 
-def _check(how: str, manifest: dict, max_length: int = 64):
+def _check(how: str, manifest: dict, max_length: int = 64, base: str = "unused"):
     recipe = parse_recipe(
         {
             "name": "r",
             "task": "classification",
             "labels": LABELS,
-            "model": {"base": "unused", "max_length": max_length, "truncation": how},
+            "model": {"base": base, "max_length": max_length, "truncation": how},
             "quality": {"max_truncation_rate": 0.05},
         }
     )
@@ -55,3 +56,11 @@ def test_the_limit_is_the_recipes_and_an_older_manifest_still_reads(rate, passed
     meta = {k: getattr(v, "value", v) for k, v in result.metadata.items()}
     assert "raise model.max_length (longer inputs" in meta["fix"]
     assert "vs max_length" not in meta["measured"]
+
+
+def test_the_suggested_max_length_never_exceeds_what_the_base_model_takes():
+    long_docs = {"p50": 800, "p90": 2500, "p95": 3400, "p99": 5000, "max": 5200}
+    result = _check("head", _manifest(token_length_percentiles=long_docs), 256, MINILM)
+    assert "about 512 (the rows' p95, capped at the base model's 512 positions" in (
+        result.description
+    )

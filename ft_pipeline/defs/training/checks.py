@@ -66,6 +66,16 @@ def tokenized_dataset_quality(
     yield _balance(r, manifest, look)
 
 
+def _position_limit(base: str) -> int | None:
+    """The base model's longest input, if its config says (a fix never suggests more)."""
+    from ft_pipeline.lib.model.base_models import max_positions
+
+    try:
+        return max_positions(base)
+    except Exception:  # an unreadable or absent config only loses the cap
+        return None
+
+
 def _truncation(r, manifest: dict, look: str) -> dg.AssetCheckResult:
     """Shortened or dropped rows against the limit, with the input lengths before shortening
     (`token_length_percentiles`) so the fix can name a max_length that fits most rows."""
@@ -81,11 +91,15 @@ def _truncation(r, manifest: dict, look: str) -> dg.AssetCheckResult:
     if spread:
         measured += f"; tokens per row before shortening {spread} vs max_length {max_length}"
     over = [(k, pct[k]) for k in ("p95", "p99", "max") if pct.get(k, 0) > max_length]
-    raise_to = (
-        f"raise model.max_length to about {min(over[0][1], 32768)} (the rows' {over[0][0]}; "
-        if over
-        else "raise model.max_length ("
-    )
+    cap = _position_limit(r.model.base) or 32768
+    if over and cap > max_length:
+        value = min(over[0][1], cap)
+        why = f"the rows' {over[0][0]}" + (
+            f", capped at the base model's {cap} positions" if value == cap else ""
+        )
+        raise_to = f"raise model.max_length to about {value} ({why}; "
+    else:
+        raise_to = "raise model.max_length ("
     tail = (
         "model.truncation is head_tail already: a long input keeps its first quarter and "
         "last three quarters"
