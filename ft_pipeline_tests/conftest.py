@@ -75,8 +75,7 @@ def fixture_rows(n_per_label: int = 30, seed: int = 0) -> list[dict[str, str]]:
 def build_tiny_tokenizer(
     target: Path, corpus: list[str] | None = None, vocab_size: int = 400, prefix_space=False
 ) -> Path:
-    """A byte-level BPE tokenizer with a ChatML template, trained on `corpus` (default: the
-    fixture words)."""
+    """A byte-level BPE tokenizer with a ChatML template, trained on `corpus` (or fixture words)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -103,11 +102,8 @@ def build_tiny_tokenizer(
 
 
 def build_tiny_model(target: Path, hidden: int = 32, init: float = 0.3, **tokenizer) -> Path:
-    """A randomly initialised 2-layer Llama with a tiny tokenizer (`build_tiny_tokenizer`'s
-    keywords), saved as an HF folder.
-
-    With init 0.02 the frozen random LM head keeps every logit near zero and a LoRA adapter
-    cannot move the predictions; 0.3 gives a head the adapter can use."""
+    """A random 2-layer Llama and tiny tokenizer (`build_tiny_tokenizer`'s keywords) saved as
+    an HF folder. Init 0.3: at 0.02 the frozen LM head keeps logits near 0, LoRA can't move them."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
