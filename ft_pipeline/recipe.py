@@ -34,6 +34,7 @@ from ft_pipeline.recipe_data import (
     _Strict,
     same_up_to_case,
 )
+from ft_pipeline.recipe_deploy import CardConfig, CounterfactualConfig, DriftConfig, ServingConfig
 from ft_pipeline.recipe_errors import format_error
 from ft_pipeline.recipe_experiment import ExperimentConfig, Variant, expand_variants
 from ft_pipeline.recipe_labels import (
@@ -56,10 +57,13 @@ from ft_pipeline.recipe_model import (
 __all__ = [
     "BUNDLED_CORPORA",
     "AutomationConfig",
+    "CardConfig",
     "CleaningConfig",
     "ColumnMapping",
+    "CounterfactualConfig",
     "DataConfig",
     "DistributedConfig",
+    "DriftConfig",
     "EvaluationConfig",
     "ExperimentConfig",
     "LoraConfig",
@@ -69,6 +73,7 @@ __all__ = [
     "QualityConfig",
     "Recipe",
     "RecipeError",
+    "ServingConfig",
     "SourceSpec",
     "SplitConfig",
     "TrainingConfig",
@@ -123,6 +128,12 @@ class Recipe(_Strict):
     automation: AutomationConfig = Field(
         AutomationConfig(), description="when the pipeline reruns by itself"
     )
+    counterfactual: CounterfactualConfig = Field(
+        CounterfactualConfig(), description="identity-term swaps re-scored (the model card)"
+    )
+    drift: DriftConfig = Field(DriftConfig(), description="new partitions against training data")
+    card: CardConfig = Field(CardConfig(), description="what the model card says it is for")
+    serving: ServingConfig = Field(ServingConfig(), description="limits of the served model")
     registered_model_name: str | None = Field(
         None, description="MLflow registered model name; null: `ft-<name>`"
     )
